@@ -1,0 +1,83 @@
+"""Config keys of the Volumetric Attention project (``add_va_config``) and the one way to build a VA config."""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+
+def add_va_config(cfg):
+    """Add every key this project uses to a detectron2 config. Each key has a one-line comment."""
+    _C = cfg
+
+    # ---------------------------------------------------------------- model: volumetric attention
+    _C.MODEL.VA = CN()
+    # Apply volumetric attention. False gives the plain 2.5D baseline (a bag of one 3-slice image).
+    _C.MODEL.VA.ENABLED = True
+    # N, the number of 2.5D images in the bag, the target's own included (odd; the paper's LiTS benchmark uses 9).
+    _C.MODEL.VA.BAG_SIZE = 3
+    # Use volumetric channel attention (paper section 2.2, eq. 2).
+    _C.MODEL.VA.CHANNEL = True
+    # Use volumetric spatial attention (paper section 2.3, eq. 3), applied after channel attention.
+    _C.MODEL.VA.SPATIAL = True
+    # Reduction ratio r of the channel embedding W2·ReLU(W1·x), W1 in R^{C/r x C}.
+    _C.MODEL.VA.REDUCTION = 16
+    # Kernel size of the spatial attention's convolutions.
+    _C.MODEL.VA.SPATIAL_KERNEL = 7
+    # Where VA acts: "RPN" (on every FPN level, before the RPN) or "RCNN" (on ROI-aligned box/mask features).
+    _C.MODEL.VA.LOCATION = "RPN"
+    # One VA module shared by all FPN levels (True) or one per level (False).
+    _C.MODEL.VA.SHARE_ACROSS_LEVELS = False
+    # Initial bias of each gate's last conv; sigmoid(bias) is the gate at init (see modeling/attention.py).
+    _C.MODEL.VA.GATE_BIAS_INIT = 0.0
+
+    # ---------------------------------------------------------------- input: CT preprocessing
+    _C.INPUT.CT = CN()
+    # HU window [low, high]: intensities are clamped to it and mapped to [0, 1] (paper: [-200, 300] for LiTS).
+    _C.INPUT.CT.HU_WINDOW = (-200.0, 300.0)
+    # Slice spacing in mm the volumes are resampled to along z; 0 keeps the native spacing (paper: 1.5 for LiTS).
+    _C.INPUT.CT.SLICE_SPACING = 1.5
+    # What the mapper returns for the target slice: any of "instances", "sem_seg".
+    _C.INPUT.CT.TARGETS = ["instances"]
+
+    # ---------------------------------------------------------------- data loading
+    # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.
+    _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
+
+    # ---------------------------------------------------------------- evaluation
+    _C.TEST.CT = CN()
+    # Score threshold for turning detected instances into label masks (liver and lesion).
+    _C.TEST.CT.SCORE_THRESH = 0.5
+    # Keep only lesion voxels inside the predicted liver (the paper's logical AND of liver and lesion masks).
+    _C.TEST.CT.LESION_IN_LIVER = True
+
+
+def expand_pixel_stats(cfg):
+    """Tile a 3-value ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` to the bag's 3·N input channels.
+
+    The mapper packs N 2.5D images into channels, so GeneralizedRCNN normalises a (3N, H, W) image. Users keep
+    writing three numbers (one per slice of a 2.5D image) and this function repeats them N times. Values that already
+    have 3·N entries are left alone. ``cfg`` must not be frozen.
+    """
+    n = cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
+    for key in ("PIXEL_MEAN", "PIXEL_STD"):
+        values = list(cfg.MODEL[key])
+        if len(values) == 3 and n > 1:
+            cfg.MODEL[key] = values * n
+        elif len(values) != 3 * n:
+            raise ValueError(f"MODEL.{key} has {len(values)} values; expected 3 or 3*BAG_SIZE = {3 * n}")
+    return cfg
+
+
+def get_va_cfg(config_file=None, opts=None, freeze=True):
+    """Build a complete VA config: detectron2 defaults + ``add_va_config`` + file + overrides + pixel stats.
+
+    This is the one way the project's entry points (``train_net.py``, ``VolumePredictor``, tools) build configs.
+    """
+    cfg = get_cfg()
+    add_va_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    if opts:
+        cfg.merge_from_list(list(opts))
+    expand_pixel_stats(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg

@@ -47,6 +47,8 @@ def add_va_config(cfg):
     _C.TEST.CT.SCORE_THRESH = 0.5
     # Keep only lesion voxels inside the predicted liver (the paper's logical AND of liver and lesion masks).
     _C.TEST.CT.LESION_IN_LIVER = True
+    # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
+    _C.TEST.CT.SLICE_AP = False
 
 
 def expand_pixel_stats(cfg):

@@ -1,0 +1,55 @@
+"""A DetectionCheckpointer that writes atomically and loads tensors only."""
+import os
+import tempfile
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+
+
+class VACheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` with two guarantees that long cluster jobs need.
+
+    * Saving is atomic: the checkpoint and the ``last_checkpoint`` tag are written to a temporary file in the same
+      folder and renamed into place, so a job killed during a save leaves the previous checkpoint loadable.
+    * ``.pth`` files are loaded with ``torch.load(weights_only=True)``: a checkpoint cannot run code when loaded.
+      (detectron2 model-zoo ``.pkl`` files keep detectron2's own loader.)
+    """
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        _atomic_write(save_file, lambda f: torch.save(data, f), "wb")
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename), "w")
+
+    def _torch_load(self, f):
+        try:
+            return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+        except Exception as e:  # noqa: BLE001  (any unpickling failure is reported the same way)
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RuntimeError(f"{f}: not a loadable tensor checkpoint ({first_line})") from e
+
+
+def _atomic_write(path, write, mode):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

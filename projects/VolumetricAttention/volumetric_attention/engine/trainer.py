@@ -33,7 +33,6 @@ class VATrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         from ..data import VolumetricDatasetMapper, filter_negative_slices
-        from ..data.sampling import build_train_sampler
 
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         dicts = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
@@ -41,7 +40,6 @@ class VATrainer(DefaultTrainer):
             cfg,
             dataset=dicts,
             mapper=VolumetricDatasetMapper(cfg, is_train=True),
-            sampler=build_train_sampler(cfg, dicts),
         )
 
     @classmethod

@@ -25,8 +25,10 @@ def add_va_config(cfg):
     _C.MODEL.VA.LOCATION = "RPN"
     # One VA module shared by all FPN levels (True) or one per level (False).
     _C.MODEL.VA.SHARE_ACROSS_LEVELS = False
-    # Initial bias of each gate's last conv; sigmoid(bias) is the gate at init (see modeling/attention.py).
-    _C.MODEL.VA.GATE_BIAS_INIT = 0.0
+    # Initial bias of each gate's last conv; sigmoid(3) = 0.95 keeps pretrained features nearly intact at init (0 = plain sigmoid gate, 0.5; see modeling/attention.py).
+    _C.MODEL.VA.GATE_BIAS_INIT = 3.0
+    # Divide the slice-attention logits by sqrt(embedding size) against softmax saturation (the paper does not scale).
+    _C.MODEL.VA.SCALED_DOT_PRODUCT = False
 
     # ---------------------------------------------------------------- input: CT preprocessing
     _C.INPUT.CT = CN()

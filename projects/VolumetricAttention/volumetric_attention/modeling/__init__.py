@@ -1,1 +1,30 @@
+"""Volumetric attention modules, the VA-FPN backbone, deformable ResNet blocks and VA ROI heads.
 
+Importing this package registers ``build_va_resnet_fpn_backbone``, ``build_va_retinanet_resnet_fpn_backbone``
+(BACKBONE_REGISTRY) and ``VAStandardROIHeads`` (ROI_HEADS_REGISTRY).
+"""
+from .attention import VolumetricAttention, VolumetricChannelAttention, VolumetricSpatialAttention
+from .deformable import DeformBottleneckBlock, DeformConv, build_deformable_resnet_backbone
+from .va_fpn import (
+    BAG_SUFFIX,
+    VAFPN,
+    bag_size_from_cfg,
+    build_va_resnet_fpn_backbone,
+    build_va_retinanet_resnet_fpn_backbone,
+    build_volumetric_attention,
+)
+
+__all__ = [
+    "VolumetricAttention",
+    "VolumetricChannelAttention",
+    "VolumetricSpatialAttention",
+    "VAFPN",
+    "BAG_SUFFIX",
+    "bag_size_from_cfg",
+    "build_va_resnet_fpn_backbone",
+    "build_va_retinanet_resnet_fpn_backbone",
+    "build_volumetric_attention",
+    "DeformConv",
+    "DeformBottleneckBlock",
+    "build_deformable_resnet_backbone",
+]

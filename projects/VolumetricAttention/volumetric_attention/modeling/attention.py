@@ -1,0 +1,236 @@
+"""Volumetric attention (VA), section 2 of the paper: channel attention (eq. 2) then spatial attention (eq. 3).
+
+Shapes: ``target`` is the target 2.5D image's feature map ``[B, C, H, W]``; ``bag`` holds the features of all N
+2.5D images of the bag ``[B, N, C, H, W]``, sorted along z, the target's own included (at index N // 2 when the
+bag comes from the VA-FPN backbone; the modules themselves do not rely on where the target sits).
+
+Choices the paper leaves open, and what this module does:
+
+* **Gate initialisation.** A sigmoid gate whose last conv starts with the usual random weights and a zero bias
+  scales features by about 0.5 (0.25 for channel and spatial gates together). That wrecks the statistics of
+  pretrained (COCO / ImageNet) features that every later layer was trained on. Here the last conv of each gate
+  gets small weights (normal, std ``GATE_WEIGHT_STD``) and a positive bias ``gate_bias_init`` (``MODEL.VA.
+  GATE_BIAS_INIT``, default 3.0): each gate starts near ``sigmoid(3) = 0.95``, both together near 0.91, so the
+  model starts close to its pretrained self. The weights are not zero, so every VA parameter receives a gradient
+  from the first step. The price is a smaller sigmoid slope (0.045 instead of 0.25 at a zero bias): the gates
+  learn slower at first. A bias of 0 reproduces the plain sigmoid gate of the paper's figure 3. Gates always
+  lie in (0, 1).
+* **Dot-product scale.** Eq. 2 and eq. 3 take the softmax of plain dot products. Embeddings of C channels (eq. 2)
+  or of H·W positions (eq. 3) give dot products that grow with C or H·W, and the softmax over N can saturate to
+  one slice (usually the target itself). ``scaled=False`` (the default) follows the paper; ``scaled=True`` divides
+  the logits by sqrt(dimension), as in scaled dot-product attention, when saturation is a problem.
+* **What spatial attention sees of the bag.** Spatial attention follows channel attention (section 2.3 starts
+  from the channel-refined target). Its bag members are gated with the *same* channel gate as the target
+  (``gate_bag=True``): both sides of the dot product in eq. 3 then live in the same re-weighted feature space, and
+  the target's own bag entry equals the channel-gated target. ``gate_bag=False`` gives the spatial module the raw
+  bag instead.
+"""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from fvcore.nn import weight_init
+from torch import nn
+
+from detectron2.layers import Conv2d
+
+__all__ = ["VolumetricChannelAttention", "VolumetricSpatialAttention", "VolumetricAttention"]
+
+# Std of the last gate conv's weights at init: small, so the gate starts near sigmoid(bias), yet not zero, so the
+# layers before it receive gradients from the first step on.
+GATE_WEIGHT_STD = 1e-3
+
+
+def _init_gate_conv(conv: nn.Conv2d, bias: float) -> None:
+    nn.init.normal_(conv.weight, std=GATE_WEIGHT_STD)
+    nn.init.constant_(conv.bias, bias)
+
+
+def _check_shapes(target: torch.Tensor, bag: torch.Tensor) -> None:
+    if target.dim() != 4 or bag.dim() != 5 or bag.shape[0] != target.shape[0] or bag.shape[2:] != target.shape[1:]:
+        raise ValueError(
+            f"expected target [B, C, H, W] and bag [B, N, C, H, W]; got {tuple(target.shape)} and {tuple(bag.shape)}"
+        )
+
+
+def _slice_weights(query: torch.Tensor, keys: torch.Tensor, scaled: bool) -> torch.Tensor:
+    """softmax over N of ``query · keysᵀ``: query ``[B, D]``, keys ``[B, N, D]`` -> weights ``[B, N]``."""
+    logits = torch.einsum("bd,bnd->bn", query, keys)
+    if scaled:
+        logits = logits / math.sqrt(query.shape[1])
+    return logits.softmax(dim=1)
+
+
+class VolumetricChannelAttention(nn.Module):
+    """Volumetric channel attention (paper section 2.2, eq. 2).
+
+    ``F_emb(X) = W2 · ReLU(W1 · GAP(X))`` (two 1×1 convs, reduction ``r``) embeds the target and every bag member;
+    ``S_att = softmax_N(F_emb(X_tgt) · F_emb(X_long)ᵀ)`` are the slice weights ``[B, N]``; the gate is
+    ``S_c = sigmoid(conv1x1(ReLU(S_att · F_emb(X_long))))`` ``[B, C, 1, 1]``, multiplied into the target map.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, scaled: bool = False):
+        """
+        Args:
+            channels: C, channels of the target and bag feature maps.
+            reduction: r; the embedding's hidden width is ``max(1, C // r)``.
+            gate_bias_init: bias of the gate's last conv at init (see the module docstring).
+            scaled: divide the slice logits by sqrt(C) (the paper does not).
+        """
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.embed_reduce = Conv2d(channels, hidden, kernel_size=1)  # W1
+        self.embed_expand = Conv2d(hidden, channels, kernel_size=1)  # W2
+        self.gate_conv = Conv2d(channels, channels, kernel_size=1)
+        weight_init.c2_msra_fill(self.embed_reduce)
+        weight_init.c2_xavier_fill(self.embed_expand)
+        _init_gate_conv(self.gate_conv, gate_bias_init)
+        self.scaled = scaled
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``F_emb^c``: ``[M, C, H, W]`` -> ``[M, C]``."""
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        return self.embed_expand(F.relu(self.embed_reduce(pooled))).flatten(1)
+
+    def attention(self, target: torch.Tensor, bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+        Returns:
+            gate ``[B, C, 1, 1]`` in (0, 1) and slice weights ``[B, N]`` (summing to 1 over N).
+        """
+        _check_shapes(target, bag)
+        b, n = bag.shape[:2]
+        query = self.embed(target)  # [B, C]
+        keys = self.embed(bag.flatten(0, 1)).view(b, n, -1)  # [B, N, C]
+        weights = _slice_weights(query, keys, self.scaled)
+        context = torch.einsum("bn,bnc->bc", weights, keys)[:, :, None, None]
+        gate = torch.sigmoid(self.gate_conv(F.relu(context)))
+        return gate, weights
+
+    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+            return_attention: also return ``(gate [B, C, 1, 1], slice weights [B, N])``.
+        Returns:
+            the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
+        """
+        gate, weights = self.attention(target, bag)
+        out = target * gate
+        return (out, (gate, weights)) if return_attention else out
+
+
+class VolumetricSpatialAttention(nn.Module):
+    """Volumetric spatial attention (paper section 2.3, eq. 3).
+
+    ``F_pool(X) = [max_C X, mean_C X]`` ``[2, H, W]``; ``F_emb(X) = W * F_pool(X)`` (a k×k conv to one map);
+    ``S_att = softmax_N(F_emb(X_tgt) · F_emb(X_long)ᵀ)`` with dot products over H·W; the gate is
+    ``S_s = sigmoid(conv_k×k(ReLU(S_att · F_emb(X_long))))`` ``[B, 1, H, W]``, multiplied into the target map.
+    """
+
+    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, scaled: bool = False):
+        """
+        Args:
+            kernel_size: k of both convs (odd; padding keeps H×W).
+            gate_bias_init: bias of the gate's last conv at init (see the module docstring).
+            scaled: divide the slice logits by sqrt(H·W) (the paper does not).
+        """
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"VolumetricSpatialAttention needs an odd kernel_size, got {kernel_size}")
+        pad = kernel_size // 2
+        self.embed_conv = Conv2d(2, 1, kernel_size=kernel_size, padding=pad)
+        self.gate_conv = Conv2d(1, 1, kernel_size=kernel_size, padding=pad)
+        weight_init.c2_msra_fill(self.embed_conv)
+        _init_gate_conv(self.gate_conv, gate_bias_init)
+        self.scaled = scaled
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``F_emb^s``: ``[M, C, H, W]`` -> ``[M, 1, H, W]``."""
+        pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return self.embed_conv(pooled)
+
+    def attention(self, target: torch.Tensor, bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+        Returns:
+            gate ``[B, 1, H, W]`` in (0, 1) and slice weights ``[B, N]`` (summing to 1 over N).
+        """
+        _check_shapes(target, bag)
+        b, n, _, h, w = bag.shape
+        query = self.embed(target).flatten(1)  # [B, H*W]
+        keys = self.embed(bag.flatten(0, 1)).view(b, n, h * w)  # [B, N, H*W]
+        weights = _slice_weights(query, keys, self.scaled)
+        context = torch.einsum("bn,bnp->bp", weights, keys).view(b, 1, h, w)
+        gate = torch.sigmoid(self.gate_conv(F.relu(context)))
+        return gate, weights
+
+    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+            return_attention: also return ``(gate [B, 1, H, W], slice weights [B, N])``.
+        Returns:
+            the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
+        """
+        gate, weights = self.attention(target, bag)
+        out = target * gate
+        return (out, (gate, weights)) if return_attention else out
+
+
+class VolumetricAttention(nn.Module):
+    """The VA module of figure 3: channel attention (eq. 2), then spatial attention (eq. 3) on its output."""
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 16,
+        kernel_size: int = 7,
+        channel: bool = True,
+        spatial: bool = True,
+        gate_bias_init: float = 3.0,
+        scaled: bool = False,
+        gate_bag: bool = True,
+    ):
+        """
+        Args:
+            channels: C of the feature maps.
+            reduction: r of the channel embedding.
+            kernel_size: k of the spatial attention's convs.
+            channel / spatial: which of the two attentions to use (at least one).
+            gate_bias_init: bias of each gate's last conv at init (see the module docstring).
+            scaled: divide slice logits by sqrt(dimension) (the paper does not).
+            gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
+        """
+        super().__init__()
+        if not (channel or spatial):
+            raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
+        self.channel = VolumetricChannelAttention(channels, reduction, gate_bias_init, scaled) if channel else None
+        self.spatial = VolumetricSpatialAttention(kernel_size, gate_bias_init, scaled) if spatial else None
+        self.gate_bag = gate_bag
+
+    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+            return_attention: also return a dict with ``channel_gate [B, C, 1, 1]``, ``channel_weights [B, N]``,
+                ``spatial_gate [B, 1, H, W]``, ``spatial_weights [B, N]`` (for the attentions in use).
+        Returns:
+            the gated target ``[B, C, H, W]`` (and the dict when asked).
+        """
+        attn = {}
+        out = target
+        if self.channel is not None:
+            gate, weights = self.channel.attention(target, bag)
+            out = target * gate
+            if self.gate_bag:
+                bag = bag * gate[:, None]
+            attn.update(channel_gate=gate, channel_weights=weights)
+        if self.spatial is not None:
+            gate, weights = self.spatial.attention(out, bag)
+            out = out * gate
+            attn.update(spatial_gate=gate, spatial_weights=weights)
+        return (out, attn) if return_attention else out

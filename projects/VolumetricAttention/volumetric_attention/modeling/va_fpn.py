@@ -1,0 +1,175 @@
+"""VA-FPN: detectron2's ResNet-FPN shared over a bag of 2.5D images, with volumetric attention on the target.
+
+The mapper packs the bag into the image's channels: the model input is ``[B, 3·N, H, W]``, 2.5D image k (sorted
+along z) in channels ``3k .. 3k+2``, the target at k = N // 2. The backbone runs in two stages, exposed separately
+so that volume inference can compute each 2.5D image's features once and reuse them for every bag that holds it:
+
+* :meth:`VAFPN.extract_features` -- the plain ResNet-FPN on single 2.5D images ``[M, 3, H, W]``;
+* :meth:`VAFPN.attend` -- VA over per-image features grouped into bags ``[B, N, C, h, w]``.
+
+``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code.
+
+Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
+constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged.
+With ``MODEL.VA.LOCATION == "RCNN"`` the backbone applies no attention: ``p<k>`` are the target's features and
+``p<k>_bag`` (``[B, N, C, h, w]``) the whole bag's, for :class:`VAStandardROIHeads` to pool. RPN and ROI heads select
+their inputs by name (``in_features``), so they never see the extra keys.
+
+Parameter names are those of detectron2's FPN (``bottom_up.*``, ``fpn_lateral*``, ``fpn_output*``, ``top_block.*``)
+plus ``va.*``: detectron2 FPN checkpoints (e.g. the COCO model zoo's) load with only the ``va.*`` keys missing.
+"""
+from typing import Dict
+
+import torch
+from torch import nn
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+
+from .attention import VolumetricAttention
+from .deformable import build_deformable_resnet_backbone
+
+__all__ = ["VAFPN", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone", "BAG_SUFFIX"]
+
+# Suffix of the bag feature keys returned with LOCATION "RCNN": "p2" -> "p2_bag".
+BAG_SUFFIX = "_bag"
+# Channels of one 2.5D image: 3 adjacent slices.
+IMAGE_CHANNELS = 3
+
+
+class VAFPN(FPN):
+    """detectron2's :class:`FPN` over a bag of N 2.5D images, with VA on the target's map on every level."""
+
+    def __init__(self, *, bag_size: int = 1, va_factory=None, share_across_levels: bool = False,
+                 location: str = "RPN", **fpn_kwargs):
+        """
+        Args:
+            bag_size: N, 2.5D images per bag (the input has 3·N channels).
+            va_factory: ``callable(channels) -> nn.Module`` with ``forward(target, bag)``; None disables VA (the
+                2.5D baseline, whose parameters are exactly detectron2's FPN's).
+            share_across_levels: one VA module for all levels (``va.*``) or one per level (``va.p2.*``, ...).
+            location: "RPN" applies VA here; "RCNN" returns the bag features for the ROI heads instead.
+            fpn_kwargs: the arguments of :class:`detectron2.modeling.backbone.FPN`.
+        """
+        super().__init__(**fpn_kwargs)
+        if location not in ("RPN", "RCNN"):
+            raise ValueError(f"MODEL.VA.LOCATION must be 'RPN' or 'RCNN', got {location!r}")
+        self.bag_size = bag_size
+        self.location = location if va_factory is not None else "RPN"
+        self.va = None
+        if va_factory is not None and location == "RPN":
+            channels = {self._out_feature_channels[f] for f in self._out_features}
+            if share_across_levels:
+                assert len(channels) == 1, channels
+                self.va = va_factory(channels.pop())
+            else:
+                self.va = nn.ModuleDict({f: va_factory(self._out_feature_channels[f]) for f in self._out_features})
+
+    def extract_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Bottom-up ResNet + FPN on single 2.5D images.
+
+        Args:
+            images: ``[M, 3, H, W]``, normalised and padded like the model input.
+        Returns:
+            ``{"p2": [M, C, H/4, W/4], ...}``, detectron2's FPN outputs.
+        """
+        return super().forward(images)
+
+    def attend(self, bag_features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Volumetric attention over given bag features.
+
+        Args:
+            bag_features: ``{"p2": [B, N, C, h, w], ...}`` (every output level), per-image features from
+                :meth:`extract_features` grouped into bags sorted along z, the target at N // 2.
+        Returns:
+            exactly what :meth:`forward` returns: ``{"p2": [B, C, h, w], ...}`` (the attended target for LOCATION
+            "RPN", the target's own features without VA or for "RCNN"), plus ``{"p2_bag": [B, N, C, h, w], ...}``
+            for LOCATION "RCNN".
+        """
+        out = {}
+        for f in self._out_features:
+            bag = bag_features[f]
+            if bag.dim() != 5 or bag.shape[1] != self.bag_size:
+                raise ValueError(f"attend() needs {f} as [B, {self.bag_size}, C, h, w]; got {tuple(bag.shape)}")
+            target = bag[:, self.bag_size // 2]
+            if self.va is None:
+                out[f] = target
+            else:
+                va = self.va[f] if isinstance(self.va, nn.ModuleDict) else self.va
+                out[f] = va(target, bag)
+        if self.location == "RCNN":
+            for f in self._out_features:
+                out[f + BAG_SUFFIX] = bag_features[f]
+        return out
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """
+        Args:
+            x: ``[B, 3·N, H, W]``, the bag packed into channels (2.5D image k in channels 3k .. 3k+2).
+        Returns:
+            see :meth:`attend`.
+        """
+        b, c, h, w = x.shape
+        if c != IMAGE_CHANNELS * self.bag_size:
+            raise ValueError(f"VA-FPN expects {IMAGE_CHANNELS * self.bag_size} input channels "
+                             f"(bag of {self.bag_size}), got {c}")
+        features = self.extract_features(x.reshape(b * self.bag_size, IMAGE_CHANNELS, h, w))
+        return self.attend({k: v.reshape(b, self.bag_size, *v.shape[1:]) for k, v in features.items()})
+
+
+def bag_size_from_cfg(cfg) -> int:
+    """N: ``MODEL.VA.BAG_SIZE`` when VA is enabled, else 1 (the 2.5D baseline)."""
+    return cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
+
+
+def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
+    """The VA module configured by ``MODEL.VA.*`` for maps of ``channels`` channels."""
+    va = cfg.MODEL.VA
+    return VolumetricAttention(
+        channels, reduction=va.REDUCTION, kernel_size=va.SPATIAL_KERNEL, channel=va.CHANNEL, spatial=va.SPATIAL,
+        gate_bias_init=va.GATE_BIAS_INIT, scaled=va.SCALED_DOT_PRODUCT,
+    )
+
+
+def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
+    n = bag_size_from_cfg(cfg)
+    if input_shape.channels != IMAGE_CHANNELS * n:
+        raise ValueError(
+            f"VA-FPN needs {IMAGE_CHANNELS * n} input channels (3 x bag of {n}) but MODEL.PIXEL_MEAN has "
+            f"{input_shape.channels} values; build the config with get_va_cfg() or call expand_pixel_stats(cfg)"
+        )
+    if cfg.MODEL.VA.ENABLED and n % 2 != 1:
+        raise ValueError(f"MODEL.VA.BAG_SIZE must be odd (target in the middle), got {n}")
+    # The bottom-up network sees one 2.5D image at a time, so pretrained 3-channel conv1 weights fit.
+    bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS))
+    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    va_factory = None
+    if cfg.MODEL.VA.ENABLED:
+        va_factory = lambda channels: build_volumetric_attention(cfg, channels)  # noqa: E731
+    return VAFPN(
+        bag_size=n,
+        va_factory=va_factory,
+        share_across_levels=cfg.MODEL.VA.SHARE_ACROSS_LEVELS,
+        location=cfg.MODEL.VA.LOCATION,
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=out_channels,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top_block_fn(bottom_up, out_channels),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_va_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """VA-FPN with levels P2-P6 (P6 by max-pooling P5), the VA counterpart of ``build_resnet_fpn_backbone``."""
+    return _build_va_fpn(cfg, input_shape, lambda bottom_up, c: LastLevelMaxPool())
+
+
+@BACKBONE_REGISTRY.register()
+def build_va_retinanet_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
+    """VA-FPN with levels P3-P7 (P6, P7 from C5), the VA counterpart of ``build_retinanet_resnet_fpn_backbone``."""
+    return _build_va_fpn(
+        cfg, input_shape, lambda bottom_up, c: LastLevelP6P7(bottom_up.output_shape()["res5"].channels, c)
+    )

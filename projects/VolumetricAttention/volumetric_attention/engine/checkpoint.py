@@ -1,9 +1,10 @@
 """A DetectionCheckpointer that writes atomically and loads tensors only."""
 import os
-import tempfile
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from ..utils.atomic_io import atomic_open, write_text_atomic
 
 
 class VACheckpointer(DetectionCheckpointer):
@@ -25,11 +26,12 @@ class VACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        _atomic_write(save_file, lambda f: torch.save(data, f), "wb")
+        with atomic_open(save_file, "wb") as (f, _):
+            torch.save(data, f)
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
-        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename), "w")
+        write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
     def _torch_load(self, f):
         try:
@@ -38,18 +40,3 @@ class VACheckpointer(DetectionCheckpointer):
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeError(f"{f}: not a loadable tensor checkpoint ({first_line})") from e
 
-
-def _atomic_write(path, write, mode):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -1,0 +1,183 @@
+"""Segment whole CT volumes with a trained VA model: label map on the input grid plus a 3D lesion list."""
+import dataclasses
+import logging
+import os
+from typing import List, Optional
+
+import numpy as np
+import torch
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.utils.file_io import PathManager
+from tqdm import tqdm
+
+from ..data.bag import PIXEL_SCALE, bag_slice_indices
+from ..data.preprocessing import preprocess_volume
+from ..data.volume_io import Geometry, read_volume, write_label_volume
+from ..engine.checkpoint import VACheckpointer
+from .feature_cache import BagFeatureCache, backbone_output
+from .lesion_report import lesion_report
+from .slice_labels import LESION, output_to_label_slice
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class VolumePrediction:
+    """Result of :class:`VolumePredictor` for one volume.
+
+    Attributes:
+        labels: uint8 (Z0, H, W) canonical array on the input's own grid: 0 background, 1 liver, 2 lesion.
+        lesion_score: float32 (Z0, H, W): per-voxel lesion confidence (max instance score, or softmax probability).
+        geometry: the input's grid; ``write`` puts ``labels`` back onto it exactly.
+        lesions: one dict per 3D lesion (see :func:`lesion_report`).
+        backbone_images: 2.5D images that went through the backbone (Z·N naive, about Z + 3(N-1) cached).
+    """
+
+    labels: np.ndarray
+    lesion_score: np.ndarray
+    geometry: Geometry
+    lesions: List[dict]
+    backbone_images: int
+
+    def write(self, label_path):
+        """Write the label map (NIfTI/NRRD/... by extension) on the input grid, atomically."""
+        write_label_volume(self.labels, self.geometry, label_path)
+
+
+class VolumePredictor:
+    """Run a trained VA model over every slice of a CT volume.
+
+    The volume goes through the training preprocessing (``INPUT.CT.HU_WINDOW``, ``INPUT.CT.SLICE_SPACING``), each slice
+    is a target with its bag of N 2.5D images, slices are batched, per-slice outputs become label slices
+    (``TEST.CT.SCORE_THRESH``, ``TEST.CT.LESION_IN_LIVER``), and the stack is resampled back to the input's slices.
+
+    With ``use_feature_cache`` (default) each 2.5D image's backbone features are computed once per volume and reused
+    for every target whose bag contains it (the VA-FPN backbone's ``extract_features`` / ``attend``); the naive path
+    runs the backbone on all N images of every bag. Both give the same output.
+
+    Args:
+        cfg: a config from :func:`volumetric_attention.get_va_cfg`.
+        weights: checkpoint path; defaults to ``cfg.MODEL.WEIGHTS``. Every model parameter must be in it.
+        batch_size: target slices per forward pass.
+        use_feature_cache: reuse backbone features across overlapping bags.
+        progress: show a tqdm progress bar.
+    """
+
+    def __init__(self, cfg, weights=None, batch_size=4, use_feature_cache=True, progress=True):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg).eval()
+        weights = weights if weights is not None else cfg.MODEL.WEIGHTS
+        load_weights_strict(self.model, weights)
+        self.bag_size = cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
+        self.batch_size = batch_size
+        self.use_feature_cache = use_feature_cache and hasattr(self.model.backbone, "extract_features")
+        self.progress = progress
+        self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+        self.score_thresh = cfg.TEST.CT.SCORE_THRESH
+        self.lesion_in_liver = cfg.TEST.CT.LESION_IN_LIVER
+
+    def __call__(self, path) -> VolumePrediction:
+        """Segment the volume at ``path`` (NIfTI, NRRD/MHA or a DICOM series folder)."""
+        hu, geometry = read_volume(path)
+        return self.predict(hu, geometry, name=os.path.basename(os.fspath(path).rstrip("/")))
+
+    @torch.no_grad()
+    def predict(self, hu_zyx, geometry: Geometry, name: Optional[str] = None) -> VolumePrediction:
+        """Segment a canonical (Z0, H, W) HU array whose grid is ``geometry``."""
+        image, resampler = preprocess_volume(
+            hu_zyx, geometry.spacing_zyx, self.cfg.INPUT.CT.HU_WINDOW, self.cfg.INPUT.CT.SLICE_SPACING
+        )
+        num_slices, height, width = image.shape
+        labels = np.zeros((num_slices, height, width), np.uint8)
+        lesion_score = np.zeros((num_slices, height, width), np.float32)
+        model = self.model
+        mean, std = model.pixel_mean[:3], model.pixel_std[:3]
+        cache = BagFeatureCache(model.backbone, mean, std, self.batch_size) if self.use_feature_cache else None
+        transform = self.resize.get_transform(np.zeros((height, width, 1), np.float32))
+        images = {}  # slice triple -> resized Tensor[3, h, w] on the 0..255 scale of the training mapper
+        naive_images = 0
+        bar = tqdm(total=num_slices, desc=name or "volume", unit="slice", disable=not self.progress, leave=False)
+        for start in range(0, num_slices, self.batch_size):
+            targets = range(start, min(start + self.batch_size, num_slices))
+            bag_keys = []
+            for z in targets:
+                idx = bag_slice_indices(z, num_slices, self.bag_size)
+                keys = [tuple(int(i) for i in idx[3 * k : 3 * k + 3]) for k in range(self.bag_size)]
+                for key in keys:
+                    if key not in images:
+                        array = image[list(key)].transpose(1, 2, 0).astype(np.float32) * PIXEL_SCALE
+                        images[key] = torch.as_tensor(np.ascontiguousarray(transform.apply_image(array).transpose(2, 0, 1)))
+                bag_keys.append(keys)
+            inputs = [
+                {"image": torch.cat([images[k] for k in keys]), "height": height, "width": width} for keys in bag_keys
+            ]
+            if cache is None:
+                outputs = model(inputs)
+                naive_images += len(inputs) * self.bag_size
+            else:
+                features = model.backbone.attend(cache.bag_features(bag_keys, images))
+                with backbone_output(model.backbone, features):
+                    outputs = model(inputs)
+            for z, output in zip(targets, outputs):
+                labels[z] = output_to_label_slice(output, self.score_thresh, self.lesion_in_liver, height, width)
+                lesion_score[z] = _lesion_score_slice(output, self.score_thresh, height, width)
+            # later targets never look further back than 3 * (N // 2) + 1 slices before the next target
+            lowest_needed = targets[-1] + 1 - 3 * (self.bag_size // 2) - 1
+            images = {k: v for k, v in images.items() if max(k) >= lowest_needed}
+            if cache is not None:
+                cache.evict(lambda k: max(k) >= lowest_needed)
+            bar.update(len(targets))
+        bar.close()
+        labels = resampler.to_original(labels)
+        lesion_score = resampler.to_original(lesion_score)
+        return VolumePrediction(
+            labels=labels,
+            lesion_score=lesion_score,
+            geometry=geometry,
+            lesions=lesion_report(labels == LESION, lesion_score, geometry),
+            backbone_images=cache.backbone_images if cache is not None else naive_images,
+        )
+
+
+def _lesion_score_slice(output, score_thresh, height, width):
+    """Per-pixel lesion confidence (H, W): the best lesion instance score covering it, or the lesion probability."""
+    instances = output.get("instances")
+    if instances is not None and instances.has("pred_masks"):
+        keep = (instances.scores >= score_thresh) & (instances.pred_classes == 1)
+        if not keep.any():
+            return np.zeros((height, width), np.float32)
+        masks = instances.pred_masks[keep].float()
+        return (masks * instances.scores[keep][:, None, None]).amax(dim=0).cpu().numpy()
+    if "sem_seg" in output:
+        return output["sem_seg"].softmax(dim=0)[2].cpu().numpy()
+    return np.zeros((height, width), np.float32)
+
+
+def load_weights_strict(model, weights):
+    """Load a checkpoint that must hold every parameter of ``model`` with the right shape.
+
+    Raises:
+        FileNotFoundError: ``weights`` does not exist.
+        ValueError: one line naming the file and the first mismatching parameters (config and weights disagree).
+    """
+    if not weights:
+        raise ValueError("no weights given: pass a checkpoint path (or set MODEL.WEIGHTS)")
+    if "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"{weights}: weights file not found")
+    checkpoint = VACheckpointer(model)._torch_load(PathManager.get_local_path(weights))
+    state = checkpoint.get("model", checkpoint)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
+    ]
+    if missing or wrong_shape:
+        problems = wrong_shape[:3] + [f"missing {k}" for k in missing[:3]]
+        raise ValueError(
+            f"{weights}: does not match the config's model ({len(missing)} missing, {len(wrong_shape)} "
+            f"of another shape: {'; '.join(problems)})"
+        )
+    model.load_state_dict({k: torch.as_tensor(state[k]) for k in own}, strict=True)

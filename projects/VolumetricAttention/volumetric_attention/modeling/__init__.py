@@ -13,6 +13,7 @@ from .va_fpn import (
     build_va_retinanet_resnet_fpn_backbone,
     build_volumetric_attention,
 )
+from .va_roi_heads import VAStandardROIHeads, VolumetricROIPooler
 
 __all__ = [
     "VolumetricAttention",
@@ -27,4 +28,6 @@ __all__ = [
     "DeformConv",
     "DeformBottleneckBlock",
     "build_deformable_resnet_backbone",
+    "VAStandardROIHeads",
+    "VolumetricROIPooler",
 ]

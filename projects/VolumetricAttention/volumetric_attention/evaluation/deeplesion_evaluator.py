@@ -1,0 +1,169 @@
+"""DeepLesion FROC evaluator: sensitivity at 0.5-16 FPs per image, average sensitivity, AP50, breakdowns.
+
+A detectron2 :class:`DatasetEvaluator`. Each processed image contributes its predicted boxes and scores (all classes;
+DeepLesion has one) and its GT boxes with ``lesion_type`` and ``diameter_mm``. GT comes from the input's
+``annotations`` or, when the test mapper dropped them, from the registered dataset dicts (by ``image_id``).
+Metric definitions: :mod:`.froc`.
+
+Breakdowns: by coarse lesion type (DeepLesion ``Coarse_lesion_type`` 1..8: bone, abdomen, mediastinum, liver, lung,
+kidney, soft tissue, pelvis; -1 unknown) and by lesion size (``diameter_mm``, the long RECIST diameter:
+< 10 mm, 10-30 mm, > 30 mm; 10 and 30 fall in "10-30mm"), each at the cut-offs of the whole set.
+
+Files written to ``output_dir``: ``deeplesion_summary.json`` (the result file ``tools/plot_results.py`` reads),
+``deeplesion_froc.csv`` (the curve) and ``deeplesion_froc.png``.
+"""
+import itertools
+import logging
+import os
+from collections import OrderedDict
+
+import numpy as np
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.structures import BoxMode
+from detectron2.utils import comm
+
+from .froc import AVG_FPS, DEFAULT_FPS, average_precision, froc, sensitivity_at
+from .results_io import write_csv, write_json
+
+__all__ = ["DeepLesionFROCEvaluator", "LESION_TYPES", "SIZE_RANGES", "RESULTS_KEY"]
+
+logger = logging.getLogger(__name__)
+
+RESULTS_KEY = "deeplesion"
+LESION_TYPES = {1: "bone", 2: "abdomen", 3: "mediastinum", 4: "liver", 5: "lung", 6: "kidney", 7: "soft_tissue",
+                8: "pelvis", -1: "unknown"}
+# (name, low, high) in mm: low <= d <= high, except "<10mm" (d < 10) and ">30mm" (d > 30)
+SIZE_RANGES = (("<10mm", -np.inf, 10.0), ("10-30mm", 10.0, 30.0), (">30mm", 30.0, np.inf))
+
+
+def _fp_key(f):
+    return f"sens@{f:g}"
+
+
+def _size_name(d):
+    if d is None or not np.isfinite(d):
+        return "unknown_size"
+    return "<10mm" if d < 10.0 else ("10-30mm" if d <= 30.0 else ">30mm")
+
+
+class DeepLesionFROCEvaluator(DatasetEvaluator):
+    """Sensitivity at FPs per image on DeepLesion-style data (one box per lesion).
+
+    Returns ``{"deeplesion": {"sens@0.5": ..., ..., "sens@16": ..., "sens_avg": ..., "AP50": ...,
+    "sens_avg/<type or size>": ...}}`` in percent on the main process, ``{}`` elsewhere.
+    """
+
+    def __init__(self, dataset_name, output_dir=None, distributed=True, iou_thresh=0.5, fps=DEFAULT_FPS):
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._iou_thresh = float(iou_thresh)
+        self._fps = tuple(float(f) for f in fps)
+        self._gt_index = None
+        self.reset()
+
+    def reset(self):
+        # image_id -> dict(pred_boxes [N,4], scores [N], gt_boxes [M,4], gt_types [M], gt_diameters [M])
+        self._images = {}
+
+    def _dataset_annotations(self, image_id):
+        if self._gt_index is None:
+            self._gt_index = {d["image_id"]: d.get("annotations", []) for d in DatasetCatalog.get(self._dataset_name)}
+        return self._gt_index[image_id]
+
+    def process(self, inputs, outputs):
+        for inp, out in zip(inputs, outputs):
+            anns = inp["annotations"] if "annotations" in inp else self._dataset_annotations(inp["image_id"])
+            gt = np.array([BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS)
+                           for a in anns], dtype=np.float64).reshape(-1, 4)
+            instances = out["instances"].to("cpu")
+            self._images[inp["image_id"]] = {
+                "pred_boxes": instances.pred_boxes.tensor.numpy().astype(np.float64),
+                "scores": instances.scores.numpy().astype(np.float64),
+                "gt_boxes": gt,
+                "gt_types": np.array([int(a.get("lesion_type", -1)) for a in anns], dtype=np.int64),
+                "gt_diameters": np.array([float(a.get("diameter_mm", np.nan)) for a in anns], dtype=np.float64),
+            }
+
+    def _gathered(self):
+        if not self._distributed or comm.get_world_size() == 1:
+            return self._images
+        comm.synchronize()
+        parts = comm.gather(self._images, dst=0)
+        if not comm.is_main_process():
+            return None
+        images = {}
+        for part in parts:
+            for k, v in part.items():
+                images.setdefault(k, v)
+        return images
+
+    def evaluate(self):
+        images = self._gathered()
+        if images is None:
+            return {}
+        if not images:
+            logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no images were processed")
+            return {}
+        # a fixed image order makes ties and results independent of how images were split across processes
+        ids = sorted(images, key=lambda i: (str(type(i)), i))
+        recs = [images[i] for i in ids]
+        boxes, scores, gts = ([r[k] for r in recs] for k in ("pred_boxes", "scores", "gt_boxes"))
+        curve = froc(boxes, scores, gts, iou_thresh=self._iou_thresh)
+        ap50, _, _ = average_precision(boxes, scores, gts, iou_thresh=self._iou_thresh)
+        avg_fps = tuple(sorted(set(self._fps) | set(AVG_FPS)))
+        sens = dict(zip(avg_fps, sensitivity_at(curve, avg_fps)))
+
+        metrics = OrderedDict((_fp_key(f), 100.0 * sens[f]) for f in self._fps)
+        metrics["sens_avg"] = 100.0 * float(np.mean([sens[f] for f in AVG_FPS]))
+        metrics["AP50"] = 100.0 * ap50
+        groups = self._groups(recs)
+        breakdown = {}
+        for name, subset in groups.items():
+            s = dict(zip(avg_fps, sensitivity_at(curve, avg_fps, gt_subset=subset)))
+            breakdown[name] = {"num_gt": int(subset.sum()), **{_fp_key(f): 100.0 * s[f] for f in self._fps},
+                               "sens_avg": 100.0 * float(np.mean([s[f] for f in AVG_FPS]))}
+            metrics[f"sens_avg/{name}"] = breakdown[name]["sens_avg"]
+        metrics["num_images"] = curve["num_images"]
+        metrics["num_gt"] = curve["num_gt"]
+        logger.info(f"DeepLesion FROC on {self._dataset_name}: "
+                    + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if "/" not in k))
+        if self._output_dir:
+            self._write(curve, metrics, breakdown)
+        return OrderedDict({RESULTS_KEY: metrics})
+
+    @staticmethod
+    def _groups(recs):
+        types = np.concatenate([r["gt_types"] for r in recs])
+        sizes = np.array([_size_name(d) for d in np.concatenate([r["gt_diameters"] for r in recs])])
+        groups = OrderedDict()
+        for t, name in LESION_TYPES.items():
+            if (types == t).any():
+                groups[name] = types == t
+        for name, _, _ in SIZE_RANGES + (("unknown_size", 0, 0),):
+            if (sizes == name).any():
+                groups[name] = sizes == name
+        return groups
+
+    def _write(self, curve, metrics, breakdown):
+        from .plots import plot_froc
+
+        out = self._output_dir
+        rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k], "sensitivity": curve["sensitivity"][k],
+                 "is_fp": int(curve["is_fp"][k])} for k in range(len(curve["is_fp"]))]
+        write_csv(os.path.join(out, "deeplesion_froc.csv"), rows, ["rank", "fp_per_image", "sensitivity", "is_fp"])
+        # the curve at its FP steps only (the top of each vertical step) keeps the JSON small
+        is_fp = curve["is_fp"]
+        last_before_fp = np.flatnonzero(np.concatenate([is_fp[1:], [True]]))
+        result = {
+            "type": "deeplesion",
+            "dataset": self._dataset_name,
+            "settings": {"iou_thresh": self._iou_thresh, "fps": list(self._fps)},
+            "metrics": dict(metrics),
+            "breakdown": breakdown,
+            "curve": {"fp_per_image": curve["fp_per_image"][last_before_fp],
+                      "sensitivity": curve["sensitivity"][last_before_fp]},
+        }
+        write_json(os.path.join(out, "deeplesion_summary.json"), result)
+        plot_froc([result], None, os.path.join(out, "deeplesion_froc.png"))

@@ -1,1 +1,15 @@
+"""CT data: volume I/O with geometry, preprocessing, the cache, dataset registration and the bag mapper.
 
+Importing this package registers the datasets (lazily: no file is read until a dataset is loaded).
+"""
+from . import builtin  # noqa: F401  (registration side effect)
+from .bag import bag_slice_indices, make_bag_array
+from .cache import CacheError, CachedCase, load_case
+from .mapper import VolumetricDatasetMapper
+from .preprocessing import SliceResampler, preprocess_volume, window
+from .sampling import filter_negative_slices
+from .volume_io import Geometry, VolumeError, read_volume, write_label_volume
+
+__all__ = ["bag_slice_indices", "make_bag_array", "CacheError", "CachedCase", "load_case", "VolumetricDatasetMapper",
+           "SliceResampler", "preprocess_volume", "window", "filter_negative_slices", "Geometry", "VolumeError",
+           "read_volume", "write_label_volume"]

@@ -1,0 +1,146 @@
+"""Synthetic abdomen-like CT phantoms with liver, lesion and vessel labels, written in the LiTS layout.
+
+They let the whole pipeline (prepare, train, evaluate, predict) run without any data. What makes them a test of
+volumetric context: tubular vessels run along z through the liver with the intensity of lesions and are labelled
+liver. A vessel's cross-section in one slice looks like a small lesion; only neighbouring slices tell them apart (a
+vessel continues over many slices, a small lesion over few).
+"""
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+__all__ = ["make_phantom", "write_phantom", "write_phantom_dataset"]
+
+AIR, FAT, SOFT_TISSUE, LIVER, SPLEEN, KIDNEY, BONE, MARROW = -1000.0, -100.0, 40.0, 60.0, 50.0, 150.0, 700.0, 250.0
+HYPO, HYPER = 15.0, 130.0  # lesion (and vessel) intensities, enough contrast to the liver's 60 HU
+
+
+def _ellipsoid(zz, yy, xx, centre, radii):
+    return (((zz - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2
+            + ((xx - centre[2]) / radii[2]) ** 2) <= 1.0
+
+
+def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
+                 noise_hu: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
+    """One phantom. Deterministic in ``seed``.
+
+    Args:
+        shape: (Z, H, W); default Z in [40, 80], 128 x 128.
+        spacing: (z, y, x) mm; default z in [1, 3] mm, in-plane about 2.6-3.0 mm (a ~350 mm field of view).
+        noise_hu: std of the Gaussian noise; default in [10, 20] HU.
+    Returns:
+        hu: (Z, H, W) float32 HU; labels: (Z, H, W) uint8 (0 background, 1 liver incl. vessels, 2 lesion);
+        spacing (z, y, x) mm.
+    """
+    rng = np.random.default_rng(seed)
+    if shape is None:
+        shape = (int(rng.integers(40, 81)), 128, 128)
+    if spacing is None:
+        inplane = float(rng.uniform(2.6, 3.0))
+        spacing = (float(np.round(rng.uniform(1.0, 3.0), 2)), inplane, inplane)
+    z_n, h, w = (int(s) for s in shape)
+    sz, sy, sx = (float(s) for s in spacing)
+    noise_hu = float(rng.uniform(10.0, 20.0)) if noise_hu is None else float(noise_hu)
+
+    # millimetre coordinates centred in the slice; z from 0 at the first slice
+    zz = (np.arange(z_n, dtype=np.float32) * sz)[:, None, None]
+    yy = ((np.arange(h, dtype=np.float32) - h / 2) * sy)[None, :, None]
+    xx = ((np.arange(w, dtype=np.float32) - w / 2) * sx)[None, None, :]
+    fov_y, fov_x, length = h * sy, w * sx, z_n * sz
+
+    hu = np.full((z_n, h, w), AIR, dtype=np.float32)
+    # body: elliptic cylinder with a subcutaneous fat rim
+    body_ax, body_ay = 0.44 * fov_x * rng.uniform(0.9, 1.0), 0.36 * fov_y * rng.uniform(0.9, 1.0)
+    body_r = (xx / body_ax) ** 2 + (yy / body_ay) ** 2 + 0 * zz
+    hu[body_r <= 1.0] = FAT
+    hu[body_r <= 0.85 ** 2] = SOFT_TISSUE
+
+    # spine (posterior midline) with cortex and marrow
+    spine_y, spine_r = 0.22 * fov_y, 0.06 * fov_x
+    spine_d = np.sqrt(xx ** 2 + (yy - spine_y) ** 2) + 0 * zz
+    hu[spine_d <= spine_r] = BONE
+    hu[spine_d <= 0.7 * spine_r] = MARROW
+
+    # kidneys either side of the spine, spleen on the patient's left (image right)
+    for side in (-1, 1):
+        c = (length * rng.uniform(0.45, 0.6), spine_y - 0.02 * fov_y, side * 0.17 * fov_x)
+        hu[_ellipsoid(zz, yy, xx, c, (max(length * 0.3, 2 * sz), 0.06 * fov_y, 0.045 * fov_x))] = KIDNEY
+    spleen_c = (length * rng.uniform(0.5, 0.7), 0.05 * fov_y, 0.27 * fov_x)
+    hu[_ellipsoid(zz, yy, xx, spleen_c, (max(length * 0.3, 2 * sz), 0.1 * fov_y, 0.06 * fov_x))] = SPLEEN
+
+    # liver: two overlapping ellipsoids on the patient's right (image left), covering most slices
+    liver = _ellipsoid(zz, yy, xx, (length * 0.5, -0.03 * fov_y, -0.16 * fov_x),
+                       (length * rng.uniform(0.42, 0.5), 0.2 * fov_y, 0.16 * fov_x))
+    liver |= _ellipsoid(zz, yy, xx, (length * rng.uniform(0.55, 0.65), -0.1 * fov_y, 0.0),
+                        (length * 0.3, 0.1 * fov_y, 0.12 * fov_x))
+    liver &= body_r <= 0.8 ** 2
+    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, size=liver.shape).astype(np.float32), sigma=(1, 2, 2))
+    texture *= 8.0 / max(float(texture.std()), 1e-6)
+    hu[liver] = LIVER + texture[liver]
+    labels = liver.astype(np.uint8)
+
+    # vessels: thin tubes along z with a slow in-plane drift, lesion-like intensity, labelled liver
+    liver_idx = np.argwhere(liver)
+    for _ in range(int(rng.integers(2, 5))):
+        y0, x0 = liver_idx[rng.integers(len(liver_idx))][1:]
+        radius = rng.uniform(2.0, 3.5)
+        dy, dx = rng.uniform(-0.15, 0.15, size=2)  # mm of drift per mm along z: "mostly along z"
+        cy = (y0 - h / 2) * sy + dy * (zz - length / 2)
+        cx = (x0 - w / 2) * sx + dx * (zz - length / 2)
+        tube = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) & liver
+        hu[tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture[tube] * 0.5
+
+    # lesions: ellipsoids of 3-40 mm diameter, hypo- or hyper-dense, kept inside the liver
+    depth = ndimage.distance_transform_edt(liver, sampling=(sz, sy, sx))
+    diameters = np.concatenate([rng.uniform(3, 8, size=int(rng.integers(1, 4))),
+                                rng.uniform(8, 40, size=int(rng.integers(1, 4)))])
+    for d in diameters:
+        r = d / 2
+        inside = np.argwhere(depth >= min(r, depth.max() * 0.8))
+        cz, cy, cx = inside[rng.integers(len(inside))]
+        radii = r * rng.uniform(0.8, 1.2, size=3)
+        les = _ellipsoid(zz, yy, xx, (cz * sz, (cy - h / 2) * sy, (cx - w / 2) * sx), radii) & liver
+        if not les.any():
+            # a lesion thinner than a slice still shows in its centre voxel
+            les = np.zeros_like(liver)
+            les[cz, cy, cx] = True
+        hu[les] = (HYPER if rng.random() < 0.5 else HYPO) + texture[les] * 0.5
+        labels[les] = 2
+
+    hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
+    return hu, labels, (sz, sy, sx)
+
+
+def write_phantom(hu: np.ndarray, labels: np.ndarray, spacing_zyx, volume_path, segmentation_path):
+    """Write one phantom as NIfTI (int16 HU volume + uint8 segmentation), identity direction, atomically."""
+    from .volume_io import _write_image_atomic
+
+    for array, path in ((np.round(hu).astype(np.int16), volume_path), (labels.astype(np.uint8), segmentation_path)):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+        image.SetOrigin((-0.5 * array.shape[2] * spacing_zyx[2], -0.5 * array.shape[1] * spacing_zyx[1], 0.0))
+        _write_image_atomic(image, path)
+
+
+def write_phantom_dataset(out_dir, num_cases: int = 8, seed: int = 0, shape=None, spacing=None, progress=False):
+    """Write ``volume-K.nii.gz`` + ``segmentation-K.nii.gz`` for K = 0..num_cases-1 into ``out_dir`` (LiTS layout).
+
+    Case K uses seed ``seed * 100003 + K``, so cases are independent of ``num_cases``. Returns the written paths.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    cases = range(num_cases)
+    if progress:
+        from tqdm import tqdm
+
+        cases = tqdm(cases, desc="phantoms")
+    paths = []
+    for k in cases:
+        hu, labels, spacing_k = make_phantom(seed * 100003 + k, shape=shape, spacing=spacing)
+        vol = os.path.join(out_dir, f"volume-{k}.nii.gz")
+        seg = os.path.join(out_dir, f"segmentation-{k}.nii.gz")
+        write_phantom(hu, labels, spacing_k, vol, seg)
+        paths.append((vol, seg))
+    return paths

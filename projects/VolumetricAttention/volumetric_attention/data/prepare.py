@@ -1,0 +1,146 @@
+"""Running a prepare job over many cases: skip finished ones, parallel workers, progress bar, failures reported one
+line each, index written last. Dataset-specific work lives in ``lits.py`` / ``deeplesion.py``."""
+import logging
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from tqdm import tqdm
+
+from .cache import (META_FILE, case_is_complete, read_json, remove_stale_temp_dirs, settings_mismatch, write_index)
+
+__all__ = ["PrepareJob", "PrepareResult", "run_prepare", "one_line"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareJob:
+    """One case to prepare: ``fn(job)`` writes ``<cache_root>/<case_id>`` (picklable top-level function)."""
+
+    case_id: str
+    split: str
+    cache_root: str
+    settings: dict
+    source: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PrepareResult:
+    done: List[str]
+    skipped: List[str]
+    failed: List[tuple]  # (case_id, one-line reason)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def one_line(exc: BaseException, job: Optional[PrepareJob] = None) -> str:
+    """A one-line reason; names the source file when the exception does not already."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if job is not None and job.source and not any(str(p) in text for p in job.source.values() if p):
+        first = next((str(p) for p in job.source.values() if p), "")
+        text = f"{first}: {type(exc).__name__}: {text}" if first else text
+    return text
+
+
+def _is_finished(job: PrepareJob) -> bool:
+    case_dir = os.path.join(job.cache_root, job.case_id)
+    if not case_is_complete(case_dir):
+        return False
+    try:
+        meta = read_json(os.path.join(case_dir, META_FILE))
+    except (OSError, ValueError):
+        return False
+    return not settings_mismatch(meta.get("settings", {}), job.settings) and meta.get("split") == job.split
+
+
+def _run_one(fn, job):
+    fn(job)
+    return job.case_id
+
+
+def run_prepare(jobs: List[PrepareJob], fn: Callable[[PrepareJob], None], cache_root: str, settings: dict,
+                workers: int = 1, index_extra: Optional[dict] = None, desc: str = "prepare",
+                stream=None) -> PrepareResult:
+    """Prepare every job not already in the cache with the same settings, then write ``index.json``.
+
+    The index lists every case whose entry is complete and made with ``settings``, so an interrupted or partly
+    failed run still leaves a usable index, and the next run only does what is missing.
+    """
+    stream = stream or sys.stderr
+    os.makedirs(cache_root, exist_ok=True)
+    remove_stale_temp_dirs(cache_root)
+    todo = [j for j in jobs if not _is_finished(j)]
+    todo_ids = {j.case_id for j in todo}
+    skipped = [j.case_id for j in jobs if j.case_id not in todo_ids]
+    if skipped:
+        logger.info(f"{len(skipped)} case(s) already prepared with these settings, skipped")
+    done, failed = [], []
+    by_id = {j.case_id: j for j in todo}
+    progress = tqdm(total=len(todo), desc=desc, file=stream, disable=not todo)
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            try:
+                _run_one(fn, job)
+                done.append(job.case_id)
+            except Exception as e:  # one bad case must not stop the others
+                failed.append((job.case_id, one_line(e, job)))
+            progress.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_run_one, fn, job): job.case_id for job in todo}
+            for future in as_completed(futures):
+                case_id = futures[future]
+                try:
+                    future.result()
+                    done.append(case_id)
+                except Exception as e:
+                    failed.append((case_id, one_line(e, by_id[case_id])))
+                progress.update(1)
+    progress.close()
+
+    failed_ids = {c for c, _ in failed}
+    cases = [{"case_id": j.case_id, "split": j.split} for j in jobs
+             if j.case_id not in failed_ids and _is_finished(j)]
+    write_index(cache_root, cases, settings, failed=[{"case_id": c, "reason": r} for c, r in failed],
+                **(index_extra or {}))
+    for case_id, reason in sorted(failed):
+        print(f"FAILED {case_id}: {reason}", file=stream)
+    return PrepareResult(done=done, skipped=skipped, failed=sorted(failed))
+
+
+def add_common_arguments(parser, default_workers: int = 1):
+    """Arguments shared by the prepare tools: config, setting overrides, workers."""
+    parser.add_argument("--config-file", default="", metavar="FILE",
+                        help="project yaml; its INPUT.CT.HU_WINDOW / SLICE_SPACING are the preprocessing settings")
+    parser.add_argument("--hu-window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                        help="override INPUT.CT.HU_WINDOW")
+    parser.add_argument("--slice-spacing", type=float, default=None,
+                        help="override INPUT.CT.SLICE_SPACING (mm; 0 keeps the native spacing)")
+    parser.add_argument("--workers", type=int, default=default_workers, help="worker processes")
+    parser.add_argument("opts", nargs="*", default=[], help="config overrides, KEY VALUE pairs")
+    return parser
+
+
+def settings_from_args(args, default_hu_window=None, default_slice_spacing=None):
+    """(hu_window, slice_spacing) from ``--config-file``/opts (through ``get_va_cfg``), overridden by CLI flags.
+
+    ``default_*`` apply only when no config file is given (DeepLesion's defaults differ from LiTS's)."""
+    from ..config import get_va_cfg
+
+    cfg = get_va_cfg(args.config_file or None, args.opts)
+    hu_window = list(cfg.INPUT.CT.HU_WINDOW)
+    slice_spacing = float(cfg.INPUT.CT.SLICE_SPACING)
+    if not args.config_file and not args.opts:
+        hu_window = list(default_hu_window) if default_hu_window is not None else hu_window
+        slice_spacing = float(default_slice_spacing) if default_slice_spacing is not None else slice_spacing
+    if args.hu_window is not None:
+        hu_window = list(args.hu_window)
+    if args.slice_spacing is not None:
+        slice_spacing = float(args.slice_spacing)
+    return hu_window, slice_spacing, cfg

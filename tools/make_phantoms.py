@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Write synthetic abdomen CT phantoms in the LiTS layout and prepare them into the cache (phantom_train/val).
+
+    python tools/make_phantoms.py [--out $VA_DATASETS/phantom] [--cache $VA_DATASETS/cache/phantom] \
+        [--num-cases 8] [--seed 0] [--config-file ...yaml]
+"""
+import argparse
+import os
+import sys
+
+from volumetric_attention.data.phantoms import write_phantom_dataset
+from volumetric_attention.data.prepare import add_common_arguments, settings_from_args
+
+
+def build_parser():
+    root = os.environ.get("VA_DATASETS", "datasets")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=os.path.join(root, "phantom"), help="folder for volume-K/segmentation-K")
+    parser.add_argument("--cache", default=os.path.join(root, "cache", "phantom"), help="cache folder to write")
+    parser.add_argument("--num-cases", type=int, default=8, help="number of phantoms (every 4th is val)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slices", type=int, default=None, help="slices per volume (default: random 40-80)")
+    parser.add_argument("--size", type=int, default=128, help="in-plane size in pixels")
+    parser.add_argument("--slice-thickness", type=float, default=None,
+                        help="slice spacing of the phantoms in mm (default: random 1-3)")
+    parser.add_argument("--no-prepare", action="store_true", help="only write the NIfTI files")
+    return add_common_arguments(parser)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    shape = None
+    if args.slices is not None or args.size != 128:
+        shape = (args.slices or 60, args.size, args.size)
+    spacing = None
+    if args.slice_thickness is not None:
+        inplane = 350.0 / args.size
+        spacing = (args.slice_thickness, inplane, inplane)
+    if shape is not None and spacing is None:
+        spacing = (2.0, 350.0 / args.size, 350.0 / args.size)
+    write_phantom_dataset(args.out, args.num_cases, args.seed, shape=shape, spacing=spacing, progress=True)
+    print(f"{args.num_cases} phantoms -> {args.out}", file=sys.stderr)
+    if args.no_prepare:
+        return 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from prepare_lits import prepare
+
+    hu_window, slice_spacing, _ = settings_from_args(args)
+    result = prepare(args.out, args.cache, hu_window, slice_spacing, args.workers)
+    print(f"cache -> {args.cache}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Prepare LiTS / MSD Task03_Liver (or phantom) volumes into the cache the data loader reads.
+
+    python tools/prepare_lits.py --source $VA_DATASETS/LiTS --cache $VA_DATASETS/cache/lits \
+        [--config-file projects/VolumetricAttention/configs/LiTS/....yaml] [--workers 4]
+
+Finished cases are skipped; a cache made with other settings is rebuilt. Exits 1 listing the cases that failed.
+"""
+import argparse
+import os
+import sys
+
+from volumetric_attention.data.cache import make_settings
+from volumetric_attention.data.lits import make_lits_jobs, prepare_lits_case
+from volumetric_attention.data.prepare import add_common_arguments, run_prepare, settings_from_args
+
+
+def build_parser():
+    root = os.environ.get("VA_DATASETS", "datasets")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", default=os.path.join(root, "LiTS"), help="folder with the LiTS/MSD volumes")
+    parser.add_argument("--cache", default=os.path.join(root, "cache", "lits"), help="cache folder to write")
+    return add_common_arguments(parser)
+
+
+def prepare(source, cache, hu_window, slice_spacing, workers=1, stream=None):
+    """Prepare every case under ``source`` into ``cache``; returns the ``PrepareResult``."""
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source}: source folder not found")
+    settings = make_settings(hu_window, slice_spacing)
+    jobs = make_lits_jobs(source, cache, settings)
+    if not jobs:
+        raise FileNotFoundError(f"{source}: no volume-K.nii[.gz] / imagesTr/liver_K.nii.gz files found")
+    return run_prepare(jobs, prepare_lits_case, cache, settings, workers=workers, desc="prepare LiTS",
+                       index_extra={"dataset": "lits", "source": os.path.abspath(source)}, stream=stream)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    hu_window, slice_spacing, _ = settings_from_args(args)
+    try:
+        result = prepare(args.source, args.cache, hu_window, slice_spacing, args.workers)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(result.done)} prepared, {len(result.skipped)} already done, {len(result.failed)} failed "
+          f"-> {args.cache}", file=sys.stderr)
+    if result.failed:
+        print(f"failed cases: {', '.join(c for c, _ in result.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Slice overlays drawn with detectron2's ``Visualizer``: liver red, lesion green, as in the paper's figures.
+
+Predictions are filled, the ground truth is outlined (dark red liver, dark green lesion), so both fit on one slice.
+"""
+import os
+
+import numpy as np
+from detectron2.utils.visualizer import Visualizer
+
+from ..data.preprocessing import window
+from .slice_labels import LESION, LIVER
+
+LIVER_COLOR, LESION_COLOR = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+GT_LIVER_EDGE, GT_LESION_EDGE = (0.55, 0.0, 0.0), (0.0, 0.45, 0.0)
+
+
+def grayscale_rgb(hu_slice, hu_window=(-200.0, 300.0)):
+    """(H, W) HU slice -> (H, W, 3) uint8 gray image in the display window."""
+    gray = (window(np.asarray(hu_slice, np.float32), *hu_window) * 255.0).round().astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(-200.0, 300.0), scale=2.0):
+    """Overlay of one axial slice.
+
+    Args:
+        hu_slice: (H, W) HU values.
+        prediction, ground_truth: (H, W) label slices (0 background, 1 liver, 2 lesion) or None.
+        scale: output pixels per input pixel.
+    Returns:
+        (H·scale, W·scale, 3) uint8 RGB image.
+    """
+    vis = Visualizer(grayscale_rgb(hu_slice, hu_window), metadata=None, scale=scale)
+    if prediction is not None:
+        prediction = np.asarray(prediction)
+        if (prediction >= LIVER).any():
+            vis.draw_binary_mask(prediction >= LIVER, color=LIVER_COLOR, alpha=0.3, area_threshold=0)
+        if (prediction == LESION).any():
+            vis.draw_binary_mask(prediction == LESION, color=LESION_COLOR, alpha=0.6, area_threshold=0)
+    if ground_truth is not None:
+        ground_truth = np.asarray(ground_truth)
+        for mask, edge in ((ground_truth >= LIVER, GT_LIVER_EDGE), (ground_truth == LESION, GT_LESION_EDGE)):
+            if mask.any():
+                vis.draw_binary_mask(mask, color=edge, edge_color=edge, alpha=0.0, area_threshold=0)
+    return vis.output.get_image()
+
+
+def slices_that_matter(prediction=None, ground_truth=None, count=6):
+    """The ``count`` axial slices most worth looking at, in z order.
+
+    Half are the slices with the most lesion (predicted or true), half those where prediction and ground truth
+    disagree most on lesion; without lesions, the slices with the most liver. Arrays are (Z, H, W) label volumes.
+    """
+    volumes = [v for v in (prediction, ground_truth) if v is not None]
+    if not volumes:
+        raise ValueError("need a prediction or a ground truth to choose slices")
+    lesion = sum((v == LESION).sum(axis=(1, 2)) for v in volumes)
+    ranking = [np.argsort(-lesion, kind="stable")]
+    if prediction is not None and ground_truth is not None:
+        disagreement = ((prediction == LESION) != (ground_truth == LESION)).sum(axis=(1, 2))
+        ranking.insert(0, np.argsort(-disagreement, kind="stable"))
+    if not lesion.any():
+        ranking = [np.argsort(-sum((v >= LIVER).sum(axis=(1, 2)) for v in volumes), kind="stable")]
+    chosen = []
+    for rank in range(len(lesion)):
+        for order in ranking:
+            z = int(order[rank])
+            if z not in chosen and len(chosen) < count:
+                chosen.append(z)
+    return sorted(chosen)
+
+
+def read_label_volume(path, shape_zyx):
+    """A label map on a CT's grid as a canonical uint8 (Z, H, W) array; errors name the file."""
+    from ..data.volume_io import VolumeError, read_volume
+
+    labels, _ = read_volume(path, dtype=np.float32)
+    if labels.shape != tuple(shape_zyx):
+        raise VolumeError(path, f"label map of shape {labels.shape} does not match the CT's {tuple(shape_zyx)}")
+    values = np.unique(labels)
+    if not np.isin(values, (0, 1, 2)).all():
+        raise VolumeError(path, f"labels {values[~np.isin(values, (0, 1, 2))][:5].tolist()} outside {{0, 1, 2}}")
+    return labels.astype(np.uint8)
+
+
+def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=None, count=6,
+                hu_window=(-200.0, 300.0), scale=2.0):
+    """Write one PNG per slice and a montage PNG for a case. Returns the written paths."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.volume_io import read_volume
+    from ..utils.atomic_io import atomic_open
+
+    hu, _ = read_volume(volume)
+    pred = read_label_volume(prediction, hu.shape) if prediction else None
+    gt = read_label_volume(ground_truth, hu.shape) if ground_truth else None
+    if slices:
+        bad = [z for z in slices if not 0 <= z < hu.shape[0]]
+        if bad:
+            raise ValueError(f"{volume}: slices {bad} outside 0..{hu.shape[0] - 1}")
+    else:
+        slices = slices_that_matter(pred, gt, count)
+    name = os.path.basename(os.path.normpath(volume)).split(".")[0]
+    written, images = [], []
+    for z in slices:
+        image = draw_slice_overlay(hu[z], None if pred is None else pred[z], None if gt is None else gt[z],
+                                   hu_window, scale)
+        images.append(image)
+        path = os.path.join(output_dir, f"{name}_z{z:03d}.png")
+        ok, encoded = cv2.imencode(".png", image[:, :, ::-1])
+        with atomic_open(path, "wb") as (f, _):
+            f.write(encoded.tobytes())
+        written.append(path)
+    cols = min(3, len(images))
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, z, image in zip(axes.ravel(), slices, images):
+        ax.imshow(image)
+        ax.set_title(f"z = {z}")
+    legend = "filled: prediction" if pred is not None else ""
+    legend += (" | " if legend else "") + ("outline: ground truth" if gt is not None else "")
+    fig.suptitle(f"{name}   liver red, lesion green   ({legend})")
+    fig.tight_layout()
+    montage = os.path.join(output_dir, f"{name}_montage.png")
+    with atomic_open(montage, "wb") as (f, _):
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return written + [montage]

@@ -1,0 +1,129 @@
+"""Volumetric attention modules (paper section 2, eq. 2 and eq. 3)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from volumetric_attention.modeling import (
+    VolumetricAttention,
+    VolumetricChannelAttention,
+    VolumetricSpatialAttention,
+)
+
+
+def _inputs(n, b=2, c=32, h=6, w=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    bag = torch.randn(b, n, c, h, w, generator=g)
+    return bag[:, n // 2].clone(), bag
+
+
+def _randomise_gates(module):
+    """Give the gate convs ordinary weights so the gates vary (at init they sit near sigmoid(bias))."""
+    torch.manual_seed(1)
+    for m in module.modules():
+        if hasattr(m, "gate_conv"):
+            torch.nn.init.normal_(m.gate_conv.weight, std=0.5)
+            torch.nn.init.zeros_(m.gate_conv.bias)
+
+
+@pytest.mark.parametrize("n", [1, 3, 9])
+def test_gate_shapes_ranges_and_slice_weights(n):
+    target, bag = _inputs(n)
+    va = VolumetricAttention(32, reduction=4, kernel_size=3)
+    _randomise_gates(va)
+    out, attn = va(target, bag, return_attention=True)
+    assert out.shape == target.shape and torch.isfinite(out).all()
+    cg, sg = attn["channel_gate"], attn["spatial_gate"]
+    assert cg.shape == (2, 32, 1, 1)  # constant over H and W by construction of its shape
+    assert sg.shape == (2, 1, 6, 5)  # constant over C
+    for gate in (cg, sg):
+        assert (gate > 0).all() and (gate < 1).all()
+        assert gate.std() > 1e-3  # the gates do vary
+    for key in ("channel_weights", "spatial_weights"):
+        w = attn[key]
+        assert w.shape == (2, n) and (w >= 0).all()
+        torch.testing.assert_close(w.sum(1), torch.ones(2))
+    # The output is the target times both gates, broadcast over H·W (channel) and C (spatial).
+    torch.testing.assert_close(out, target * cg * sg)
+
+
+def test_channel_attention_matches_eq2_by_hand():
+    n, c = 3, 32
+    target, bag = _inputs(n, b=1, c=c)
+    m = VolumetricChannelAttention(c, reduction=4)
+    _randomise_gates(m)
+    out, (gate, weights) = m(target, bag, return_attention=True)
+
+    w1, b1 = m.embed_reduce.weight[:, :, 0, 0], m.embed_reduce.bias
+    w2, b2 = m.embed_expand.weight[:, :, 0, 0], m.embed_expand.bias
+    wg, bg = m.gate_conv.weight[:, :, 0, 0], m.gate_conv.bias
+
+    def emb(x):  # x [C, H, W] -> [C]: W2 relu(W1 avgpool(x))
+        return w2 @ torch.relu(w1 @ x.mean(dim=(1, 2)) + b1) + b2
+
+    q = emb(target[0])
+    keys = torch.stack([emb(bag[0, k]) for k in range(n)])  # [N, C]
+    s_att = torch.softmax(keys @ q, dim=0)  # eq. 2, [N]
+    s_c = torch.sigmoid(wg @ torch.relu(s_att @ keys) + bg)  # [C]
+    torch.testing.assert_close(weights[0], s_att)
+    torch.testing.assert_close(gate[0, :, 0, 0], s_c)
+    torch.testing.assert_close(out[0], target[0] * s_c[:, None, None])
+
+
+def test_spatial_attention_matches_eq3_by_hand():
+    n = 3
+    target, bag = _inputs(n, b=1, c=8)
+    m = VolumetricSpatialAttention(kernel_size=3)
+    _randomise_gates(m)
+    out, (gate, weights) = m(target, bag, return_attention=True)
+
+    def emb(x):  # x [C, H, W] -> [H*W]
+        pooled = torch.stack([x.max(0).values, x.mean(0)])[None]
+        return F.conv2d(pooled, m.embed_conv.weight, m.embed_conv.bias, padding=1).flatten()
+
+    keys = torch.stack([emb(bag[0, k]) for k in range(n)])
+    s_att = torch.softmax(keys @ emb(target[0]), dim=0)  # eq. 3
+    ctx = (s_att @ keys).view(1, 1, 6, 5)
+    s_s = torch.sigmoid(F.conv2d(torch.relu(ctx), m.gate_conv.weight, m.gate_conv.bias, padding=1))
+    torch.testing.assert_close(weights[0], s_att)
+    torch.testing.assert_close(gate, s_s)
+    torch.testing.assert_close(out, target * s_s)
+
+
+def test_gates_start_near_one_and_plain_sigmoid_with_zero_bias():
+    target, bag = _inputs(3)
+    _, attn = VolumetricAttention(32, reduction=4, kernel_size=3, gate_bias_init=3.0)(target, bag, True)
+    assert attn["channel_gate"].min() > 0.9 and attn["spatial_gate"].min() > 0.9
+    _, attn = VolumetricAttention(32, reduction=4, kernel_size=3, gate_bias_init=0.0)(target, bag, True)
+    assert (attn["channel_gate"] - 0.5).abs().max() < 0.05
+
+
+def test_gradients_reach_every_parameter():
+    target, bag = _inputs(3)
+    bag.requires_grad_(True)
+    va = VolumetricAttention(32, reduction=4, kernel_size=3)
+    va(bag[:, 1], bag).square().sum().backward()
+    for name, p in va.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert bag.grad.abs().sum() > 0
+
+
+def test_spatial_attention_sees_the_channel_gated_bag():
+    target, bag = _inputs(3)
+    gated = VolumetricAttention(32, reduction=4, kernel_size=3, gate_bag=True)
+    raw = VolumetricAttention(32, reduction=4, kernel_size=3, gate_bag=False)
+    raw.load_state_dict(gated.state_dict())
+    _randomise_gates(gated)
+    _randomise_gates(raw)
+    assert not torch.allclose(gated(target, bag), raw(target, bag))
+
+
+def test_single_attentions_and_scaled_logits():
+    target, bag = _inputs(3)
+    for kwargs in ({"spatial": False}, {"channel": False}, {"scaled": True}):
+        out, attn = VolumetricAttention(32, reduction=4, kernel_size=3, **kwargs)(target, bag, True)
+        assert out.shape == target.shape
+    assert set(VolumetricAttention(32, spatial=False)(target, bag, True)[1]) == {"channel_gate", "channel_weights"}
+    with pytest.raises(ValueError):
+        VolumetricAttention(32, channel=False, spatial=False)
+    with pytest.raises(ValueError):
+        VolumetricChannelAttention(32)(target, bag[:, :, :16])

@@ -1,0 +1,104 @@
+"""VA-FPN backbone: same outputs as detectron2's FPN, two-stage API, input checks."""
+import pytest
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import build_backbone
+from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone, build_retinanet_resnet_fpn_backbone
+
+from volumetric_attention.modeling import VAFPN, VolumetricAttention
+
+FPN_OPTS = [
+    "MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
+    "MODEL.FPN.IN_FEATURES", ["res2", "res3", "res4", "res5"],
+]
+BUILDERS = {
+    "build_va_resnet_fpn_backbone": build_resnet_fpn_backbone,
+    "build_va_retinanet_resnet_fpn_backbone": build_retinanet_resnet_fpn_backbone,
+}
+
+
+@pytest.fixture
+def cfg_for(tiny_cfg):
+    return lambda name, *opts, **kw: tiny_cfg(None, FPN_OPTS + ["MODEL.BACKBONE.NAME", name] + list(opts), **kw)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("n", [1, 3, 9])
+def test_outputs_match_detectron2_fpn(name, n, cfg_for):
+    opts = ["MODEL.VA.BAG_SIZE", n] if n > 1 else ["MODEL.VA.ENABLED", False]
+    cfg = cfg_for(name, *opts)
+    va = build_backbone(cfg)
+    plain = BUILDERS[name](cfg, ShapeSpec(channels=3))
+    assert isinstance(va, VAFPN) and va.bag_size == n
+    assert va.output_shape() == plain.output_shape()
+    assert va.size_divisibility == plain.size_divisibility == 32
+    assert va.padding_constraints == plain.padding_constraints
+    x = torch.randn(2, 3 * n, 64, 96)
+    out = va(x)
+    ref = plain(x[:, :3])
+    assert list(out) == list(ref)
+    for k in ref:
+        assert out[k].shape == ref[k].shape, k
+    plain_keys = set(plain.state_dict())
+    va_keys = set(va.state_dict())
+    assert plain_keys <= va_keys
+    assert all(k.startswith("va.") for k in va_keys - plain_keys)
+    assert (va_keys == plain_keys) == (n == 1)
+    if n == 1:  # the baseline is detectron2's FPN, value for value
+        va.load_state_dict(plain.state_dict())
+        for k in ref:
+            assert torch.equal(va(x)[k], ref[k]), k
+
+
+def test_forward_equals_attend_of_extract_features(cfg_for):
+    cfg = cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.BAG_SIZE", 3)
+    bb = build_backbone(cfg)
+    x = torch.randn(2, 9, 64, 64)
+    out = bb(x)
+    feats = bb.extract_features(x.reshape(6, 3, 64, 64))
+    again = bb.attend({k: v.reshape(2, 3, *v.shape[1:]) for k, v in feats.items()})
+    assert list(out) == list(again)
+    for k in out:
+        assert torch.equal(out[k], again[k]), k
+    # VA did act: the output is not the target's (image N // 2) raw features.
+    assert not torch.equal(out["p3"], feats["p3"].reshape(2, 3, *feats["p3"].shape[1:])[:, 1])
+
+
+def test_baseline_backbone_is_detectron2_fpn(cfg_for):
+    cfg = cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.BAG_SIZE", 3, "MODEL.VA.ENABLED", False)
+    baseline = build_backbone(cfg)
+    x = torch.randn(1, 3, 64, 64)
+    feats = baseline.extract_features(x)
+    out = baseline(x)
+    for k in out:  # the baseline backbone is detectron2's FPN on the 3-slice image
+        assert torch.equal(out[k], feats[k])
+
+
+def test_shared_and_per_level_va_modules(cfg_for):
+    per_level = build_backbone(cfg_for("build_va_resnet_fpn_backbone"))
+    shared = build_backbone(cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.SHARE_ACROSS_LEVELS", True))
+    assert set(per_level.va.keys()) == {"p2", "p3", "p4", "p5", "p6"}
+    assert isinstance(shared.va, VolumetricAttention)
+
+
+def test_rcnn_location_returns_bag_features(cfg_for):
+    bb = build_backbone(cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.LOCATION", "RCNN"))
+    assert bb.va is None
+    x = torch.randn(1, 9, 64, 64)
+    out = bb(x)
+    feats = bb.extract_features(x.reshape(3, 3, 64, 64))
+    for k in ("p2", "p3", "p4", "p5", "p6"):
+        assert torch.equal(out[k], feats[k][1:2])
+        assert out[k + "_bag"].shape == (1, 3) + feats[k].shape[1:]
+    assert set(bb.output_shape()) == {"p2", "p3", "p4", "p5", "p6"}
+
+
+def test_wrong_channel_count_is_a_clear_error(cfg_for):
+    cfg = cfg_for("build_va_resnet_fpn_backbone", freeze=False)
+    cfg.MODEL.PIXEL_MEAN = cfg.MODEL.PIXEL_MEAN[:3]
+    cfg.MODEL.PIXEL_STD = cfg.MODEL.PIXEL_STD[:3]
+    with pytest.raises(ValueError, match="expand_pixel_stats"):
+        build_backbone(cfg)
+    bb = build_backbone(cfg_for("build_va_resnet_fpn_backbone"))
+    with pytest.raises(ValueError, match="9 input channels"):
+        bb(torch.zeros(1, 3, 64, 64))

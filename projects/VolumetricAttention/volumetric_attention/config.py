@@ -38,6 +38,8 @@ def add_va_config(cfg):
     _C.INPUT.CT.SLICE_SPACING = 1.5
     # What the mapper returns for the target slice: any of "instances", "sem_seg".
     _C.INPUT.CT.TARGETS = ["instances"]
+    # DeepLesion cache: resampled slices kept on each side of a key slice (a bag of N needs 3*(N//2)+1).
+    _C.INPUT.CT.CONTEXT_SLICES = 7
 
     # ---------------------------------------------------------------- data loading
     # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.

@@ -10,6 +10,8 @@ from volumetric_attention.modeling import VAFPN, VolumetricAttention
 FPN_OPTS = [
     "MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],
     "MODEL.FPN.IN_FEATURES", ["res2", "res3", "res4", "res5"],
+    "MODEL.RPN.IN_FEATURES", ["p2", "p3", "p4", "p5", "p6"],
+    "MODEL.ROI_HEADS.IN_FEATURES", ["p2", "p3", "p4", "p5"],
 ]
 BUILDERS = {
     "build_va_resnet_fpn_backbone": build_resnet_fpn_backbone,
@@ -102,3 +104,14 @@ def test_wrong_channel_count_is_a_clear_error(cfg_for):
     bb = build_backbone(cfg_for("build_va_resnet_fpn_backbone"))
     with pytest.raises(ValueError, match="9 input channels"):
         bb(torch.zeros(1, 3, 64, 64))
+
+
+def test_va_only_on_levels_the_heads_read(cfg_for):
+    cfg = cfg_for("build_va_resnet_fpn_backbone", "MODEL.META_ARCHITECTURE", "SemanticSegmentor")
+    bb = build_backbone(cfg)
+    assert set(bb.va.keys()) == {"p2", "p3", "p4", "p5"}
+    x = torch.randn(1, 9, 64, 64)
+    out = bb(x)
+    assert torch.equal(out["p6"], bb.extract_features(x.reshape(3, 3, 64, 64))["p6"][1:2])
+    retina = build_backbone(cfg_for("build_va_retinanet_resnet_fpn_backbone", "MODEL.META_ARCHITECTURE", "RetinaNet"))
+    assert set(retina.va.keys()) == {"p3", "p4", "p5", "p6", "p7"}

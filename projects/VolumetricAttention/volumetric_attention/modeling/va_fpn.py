@@ -10,7 +10,8 @@ so that volume inference can compute each 2.5D image's features once and reuse t
 ``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code.
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
-constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged.
+constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged. VA acts on
+every FPN level that the meta-architecture's heads read (P2-P6 for Mask R-CNN, P2-P5 for semantic FPN).
 With ``MODEL.VA.LOCATION == "RCNN"`` the backbone applies no attention: ``p<k>`` are the target's features and
 ``p<k>_bag`` (``[B, N, C, h, w]``) the whole bag's, for :class:`VAStandardROIHeads` to pool. RPN and ROI heads select
 their inputs by name (``in_features``), so they never see the extra keys.
@@ -39,10 +40,11 @@ IMAGE_CHANNELS = 3
 
 
 class VAFPN(FPN):
-    """detectron2's :class:`FPN` over a bag of N 2.5D images, with VA on the target's map on every level."""
+    """detectron2's :class:`FPN` over a bag of N 2.5D images, with VA on the target's map on every level that the
+    heads read (``va_levels``)."""
 
     def __init__(self, *, bag_size: int = 1, va_factory=None, share_across_levels: bool = False,
-                 location: str = "RPN", **fpn_kwargs):
+                 location: str = "RPN", va_levels=None, **fpn_kwargs):
         """
         Args:
             bag_size: N, 2.5D images per bag (the input has 3·N channels).
@@ -50,6 +52,8 @@ class VAFPN(FPN):
                 2.5D baseline, whose parameters are exactly detectron2's FPN's).
             share_across_levels: one VA module for all levels (``va.*``) or one per level (``va.p2.*``, ...).
             location: "RPN" applies VA here; "RCNN" returns the bag features for the ROI heads instead.
+            va_levels: the output levels that get VA (default all); the others return the target's features.
+                Leaving out levels that no head reads keeps every parameter in use (DDP requires that).
             fpn_kwargs: the arguments of :class:`detectron2.modeling.backbone.FPN`.
         """
         super().__init__(**fpn_kwargs)
@@ -58,13 +62,16 @@ class VAFPN(FPN):
         self.bag_size = bag_size
         self.location = location if va_factory is not None else "RPN"
         self.va = None
+        self.va_levels = tuple(f for f in self._out_features if va_levels is None or f in va_levels)
         if va_factory is not None and location == "RPN":
-            channels = {self._out_feature_channels[f] for f in self._out_features}
+            if not self.va_levels:
+                raise ValueError(f"no head reads an FPN level {self._out_features}: check the heads' IN_FEATURES")
+            channels = {self._out_feature_channels[f] for f in self.va_levels}
             if share_across_levels:
                 assert len(channels) == 1, channels
                 self.va = va_factory(channels.pop())
             else:
-                self.va = nn.ModuleDict({f: va_factory(self._out_feature_channels[f]) for f in self._out_features})
+                self.va = nn.ModuleDict({f: va_factory(self._out_feature_channels[f]) for f in self.va_levels})
 
     def extract_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Bottom-up ResNet + FPN on single 2.5D images.
@@ -93,7 +100,7 @@ class VAFPN(FPN):
             if bag.dim() != 5 or bag.shape[1] != self.bag_size:
                 raise ValueError(f"attend() needs {f} as [B, {self.bag_size}, C, h, w]; got {tuple(bag.shape)}")
             target = bag[:, self.bag_size // 2]
-            if self.va is None:
+            if self.va is None or f not in self.va_levels:
                 out[f] = target
             else:
                 va = self.va[f] if isinstance(self.va, nn.ModuleDict) else self.va
@@ -132,6 +139,21 @@ def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
     )
 
 
+def consumed_levels(cfg):
+    """The FPN levels the meta-architecture's heads read, or None (all) for an unknown meta-architecture."""
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch == "SemanticSegmentor":
+        return set(cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
+    if arch == "RetinaNet":
+        return set(cfg.MODEL.RETINANET.IN_FEATURES)
+    if arch in ("GeneralizedRCNN", "ProposalNetwork"):
+        return set(cfg.MODEL.RPN.IN_FEATURES) | set(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+    if arch == "PanopticFPN":
+        return set(cfg.MODEL.RPN.IN_FEATURES) | set(cfg.MODEL.ROI_HEADS.IN_FEATURES) | set(
+            cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES)
+    return None
+
+
 def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
     n = bag_size_from_cfg(cfg)
     if input_shape.channels != IMAGE_CHANNELS * n:
@@ -152,6 +174,7 @@ def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
         va_factory=va_factory,
         share_across_levels=cfg.MODEL.VA.SHARE_ACROSS_LEVELS,
         location=cfg.MODEL.VA.LOCATION,
+        va_levels=consumed_levels(cfg),
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=out_channels,

@@ -211,9 +211,11 @@ def match_lesions(gt_mask_zyx, pred_mask_zyx, spacing_zyx, connectivity=26):
         gt_labels, n_gt = label_components(cropped[0], connectivity)
         pred_labels, n_pred = label_components(cropped[1], connectivity)
 
-    gt_size = np.bincount(gt_labels.ravel(), minlength=n_gt + 1)[1:]
-    pred_size = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)[1:]
-    both = (gt_labels > 0) & (pred_labels > 0)
+    # bincount over the labelled voxels only: the crop is mostly background
+    gt_fg, pred_fg = gt_labels > 0, pred_labels > 0
+    gt_size = np.bincount(gt_labels[gt_fg], minlength=n_gt + 1)[1:]
+    pred_size = np.bincount(pred_labels[pred_fg], minlength=n_pred + 1)[1:]
+    both = gt_fg & pred_fg
     g = gt_labels[both].astype(np.int64)
     p = pred_labels[both].astype(np.int64)
     # Components are disjoint, so |g ∩ U_g| is the number of g's voxels that are predicted at all.

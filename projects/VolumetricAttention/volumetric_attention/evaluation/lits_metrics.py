@@ -15,7 +15,7 @@ Definitions (labels 0 background, 1 liver, 2 lesion; both volumes on the origina
 """
 import numpy as np
 
-from .lesions import SIZE_BUCKETS, match_lesions
+from .lesions import SIZE_BUCKETS, crop_to_foreground, match_lesions
 from .metrics import dice_from_counts
 
 __all__ = ["score_case", "summarize_cases", "CASE_FIELDS", "LESION_FIELDS", "PERCENT_KEYS"]
@@ -57,6 +57,10 @@ def score_case(pred_labels, gt_labels, spacing_zyx, case_id="", connectivity=26)
     if pred_labels.shape != gt_labels.shape:
         raise ValueError(f"case {case_id}: prediction {pred_labels.shape} and ground truth {gt_labels.shape} "
                          "are not on the same grid")
+    # Everything outside the bounding box of all labelled voxels is background in both: score the crop only.
+    cropped = crop_to_foreground(pred_labels, gt_labels)
+    if cropped is not None:
+        pred_labels, gt_labels = cropped
     liver = _overlap_counts(pred_labels >= 1, gt_labels >= 1)
     pred_t, gt_t = pred_labels == 2, gt_labels == 2
     tumour = _overlap_counts(pred_t, gt_t)

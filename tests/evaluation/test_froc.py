@@ -1,0 +1,100 @@
+"""FROC sensitivities, AP50 and the DeepLesion evaluator on a hand-made list of detections."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
+
+# 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is:
+#   d9 .95 img3 FP#1 | d1 .90 img0 TP g0 | d2 .85 img1 FP#2 | d3 .80 img0 hits found g0: neither |
+#   d4 .70 img2 TP g3 (IoU 100/110) | d5 .60 img2 FP#3 | d6 .50 img1 TP g2 (IoU exactly 0.5) |
+#   d7 .40 img0 FP#4 (IoU 100/210 with g1) | d8 .30 img0 TP g1
+GTS = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), np.array([[0, 0, 10, 10]], float),
+       np.array([[50, 50, 60, 60]], float), np.zeros((0, 4))]
+GT_TYPES = [[4, 5], [4], [1], []]
+GT_DIAMETERS = [[8.0, 40.0], [12.0], [30.0], []]
+DETS = [
+    (np.array([[0, 0, 10, 10], [1, 0, 10, 10], [20, 20, 30, 41], [20, 20, 30, 30]], float), [0.9, 0.8, 0.4, 0.3]),
+    (np.array([[100, 100, 110, 110], [0, 0, 10, 20]], float), [0.85, 0.5]),
+    (np.array([[50, 50, 60, 61], [0, 0, 5, 5]], float), [0.7, 0.6]),
+    (np.array([[70, 70, 80, 80]], float), [0.95]),
+]
+
+
+def _curve():
+    return froc([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+
+
+def test_sensitivity_at_fps_by_hand():
+    curve = _curve()
+    # f FPs/image allows floor(4 f) FPs: take every detection above the next FP.
+    # 0.2 -> 0 FPs: nothing above d9 -> 0; 0.25 -> 1: d1 -> 1/4; 0.5 -> 2: d1, d4 -> 2/4;
+    # 0.75 -> 3: + d6 -> 3/4; 1 -> 4: all -> 4/4; 16: all.
+    sens = sensitivity_at(curve, (0.2, 0.25, 0.5, 0.75, 1.0, 16.0))
+    assert sens.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert curve["is_fp"].tolist() == [True, False, True, False, False, True, False, True, False]
+    assert curve["fp_per_image"][-1] == 1.0 and curve["sensitivity"][-1] == 1.0
+    # subsets at the same cut-offs: at 0.5 FPs/image g0 (liver) and g3 (bone) are found, g1 (lung) and g2 (liver) not
+    types = np.array([4, 5, 4, 1])
+    assert sensitivity_at(curve, (0.5,), gt_subset=types == 4).tolist() == [0.5]
+    assert sensitivity_at(curve, (0.5,), gt_subset=types == 5).tolist() == [0.0]
+    assert sensitivity_at(curve, (0.5,), gt_subset=types == 1).tolist() == [1.0]
+    assert np.isnan(sensitivity_at(curve, (0.5,), gt_subset=types == 7)).all()
+
+
+def test_ap50_by_hand():
+    # AP ranking: duplicates are FPs. TP flags 0 1 0 0 1 0 1 0 1; precision at the 4 recall steps (.25 .5 .75 1):
+    # 1/2, 2/5, 3/7, 4/9; envelope (max to the right) 1/2, 4/9, 4/9, 4/9. AP = 0.25 (1/2 + 3 * 4/9).
+    ap, precision, recall = average_precision([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+    assert ap == pytest.approx(0.25 * (0.5 + 3 * 4 / 9))
+    assert recall.tolist() == [0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0]
+    assert precision[4] == pytest.approx(2 / 5)
+
+
+def _dataset_dicts():
+    dicts = []
+    for i, (boxes, types, diams) in enumerate(zip(GTS, GT_TYPES, GT_DIAMETERS)):
+        anns = [{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
+                 "lesion_type": t, "diameter_mm": d} for b, t, d in zip(boxes, types, diams)]
+        dicts.append({"image_id": f"img{i}", "height": 128, "width": 128, "annotations": anns})
+    return dicts
+
+
+def test_deeplesion_evaluator_end_to_end(tmp_path):
+    name = "deeplesion_froc_evaluator_test"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, _dataset_dicts)
+        MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
+    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    evaluator.reset()
+    # feed in a shuffled order; image 1's input lacks annotations (a test mapper drops them): looked up by image_id
+    for i in (2, 0, 3, 1):
+        inp = dict(_dataset_dicts()[i])
+        if i == 1:
+            del inp["annotations"]
+        inst = Instances((128, 128))
+        inst.pred_boxes = Boxes(torch.tensor(DETS[i][0], dtype=torch.float32))
+        inst.scores = torch.tensor(DETS[i][1])
+        inst.pred_classes = torch.zeros(len(DETS[i][1]), dtype=torch.int64)
+        evaluator.process([inp], [{"instances": inst}])
+    res = evaluator.evaluate()["deeplesion"]
+    assert res["sens@0.5"] == pytest.approx(50.0) and res["sens@1"] == pytest.approx(100.0)
+    assert res["sens@16"] == pytest.approx(100.0)
+    assert res["sens_avg"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
+    assert res["AP50"] == pytest.approx(100 * 0.25 * (0.5 + 3 * 4 / 9))
+    assert res["num_gt"] == 4 and res["num_images"] == 4
+    assert res["sens_avg/liver"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
+    # sizes: g0 8 mm (<10), g2 12 mm and g3 30 mm (10-30), g1 40 mm (>30, found last)
+    assert res["sens_avg/>30mm"] == pytest.approx(100 * (0 + 1 + 1 + 1) / 4)
+    with open(tmp_path / "deeplesion_summary.json") as f:
+        summary = json.load(f)
+    assert summary["type"] == "deeplesion" and summary["breakdown"]["bone"]["num_gt"] == 1
+    with open(tmp_path / "deeplesion_froc.csv") as f:
+        assert len(list(csv.DictReader(f))) == 9
+    assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000

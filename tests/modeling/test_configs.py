@@ -53,3 +53,14 @@ def test_config_trains_one_step(name, tiny_cfg):
         assert va_grads and all(g is not None for g in va_grads)
     else:
         assert not any(".va." in n for n, _ in model.named_parameters())
+
+
+def test_default_predictor_on_a_float_bag(tiny_cfg):
+    from detectron2.engine import DefaultPredictor
+
+    cfg = tiny_cfg(os.path.join(CONFIG_DIR, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml"),
+                   ["INPUT.MIN_SIZE_TEST", 70, "INPUT.MAX_SIZE_TEST", 100])
+    predictor = DefaultPredictor(cfg)
+    image = (torch.rand(50, 60, 9) * 255).numpy()  # H, W, 3N float32; sides not multiples of 32
+    out = predictor(image)
+    assert out["instances"].image_size == (50, 60)

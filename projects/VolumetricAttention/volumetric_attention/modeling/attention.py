@@ -9,8 +9,8 @@ Choices the paper leaves open, and what this module does:
 * **Gate initialisation.** A sigmoid gate whose last conv starts with the usual random weights and a zero bias
   scales features by about 0.5 (0.25 for channel and spatial gates together). That wrecks the statistics of
   pretrained (COCO / ImageNet) features that every later layer was trained on. Here the last conv of each gate
-  gets small weights (normal, std ``GATE_WEIGHT_STD``) and a positive bias ``gate_bias_init`` (``MODEL.VA.
-  GATE_BIAS_INIT``, default 3.0): each gate starts near ``sigmoid(3) = 0.95``, both together near 0.91, so the
+  gets small weights (normal, std ``GATE_WEIGHT_STD``) and a positive bias ``gate_bias_init``
+  (``MODEL.VA.GATE_BIAS_INIT``, default 3.0): each gate starts near ``sigmoid(3) = 0.95``, both near 0.91, so the
   model starts close to its pretrained self. The weights are not zero, so every VA parameter receives a gradient
   from the first step. The price is a smaller sigmoid slope (0.045 instead of 0.25 at a zero bias): the gates
   learn slower at first. A bias of 0 reproduces the plain sigmoid gate of the paper's figure 3. Gates always

@@ -29,6 +29,10 @@ class VolumeError(ValueError):
         self.reason = " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self):
+        # worker processes send it back pickled; the default would call __init__ with the message alone
+        return (type(self), (self.path, self.reason))
+
 
 @dataclasses.dataclass
 class Geometry:
@@ -126,6 +130,26 @@ def read_image(path) -> sitk.Image:
     return image
 
 
+def _nifti_nan_count(path) -> int:
+    """NaN voxels in a float NIfTI file. ITK's NIfTI reader silently turns NaN into 0, so the file is checked
+    directly (header fields from the NIfTI-1 standard: dim at byte 40, datatype at 70, vox_offset at 108)."""
+    import gzip
+    import struct
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        header = f.read(348)
+        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        dtype = {16: "f4", 64: "f8"}.get(datatype)
+        if dtype is None:
+            return 0
+        offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        f.read(max(offset - 348, 0))
+        data = np.frombuffer(f.read(), dtype=endian + dtype)
+    return int(np.isnan(data).sum())
+
+
 def read_volume(path, dtype=np.float32) -> Tuple[np.ndarray, Geometry]:
     """Read a CT volume and bring it to the canonical axial orientation.
 
@@ -136,6 +160,10 @@ def read_volume(path, dtype=np.float32) -> Tuple[np.ndarray, Geometry]:
         VolumeError: one-line message naming ``path`` and the reason.
     """
     image = read_image(path)
+    if str(path).endswith((".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        nans = _nifti_nan_count(str(path))
+        if nans:
+            raise VolumeError(path, f"{nans} NaN voxels")
     canonical = sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
     if canonical.GetSize()[2] < MIN_SLICES:
         raise VolumeError(path, f"{canonical.GetSize()[2]} axial slices; at least {MIN_SLICES} are needed")

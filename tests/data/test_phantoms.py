@@ -1,0 +1,39 @@
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from volumetric_attention.data.phantoms import make_phantom, write_phantom_dataset
+
+
+def test_phantom_deterministic_and_seed_dependent(tmp_path):
+    a = make_phantom(7, shape=(20, 48, 48), spacing=(2.0, 7.0, 7.0))
+    b = make_phantom(7, shape=(20, 48, 48), spacing=(2.0, 7.0, 7.0))
+    c = make_phantom(8, shape=(20, 48, 48), spacing=(2.0, 7.0, 7.0))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    write_phantom_dataset(tmp_path / "x", 1, seed=3, shape=(12, 32, 32), spacing=(2.0, 10.0, 10.0))
+    write_phantom_dataset(tmp_path / "y", 1, seed=3, shape=(12, 32, 32), spacing=(2.0, 10.0, 10.0))
+    for name in ("volume-0.nii.gz", "segmentation-0.nii.gz"):
+        x = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "x" / name)))
+        y = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "y" / name)))
+        np.testing.assert_array_equal(x, y)
+    assert sitk.ReadImage(str(tmp_path / "x" / "volume-0.nii.gz")).GetSpacing() == (10.0, 10.0, 2.0)
+
+
+def test_phantom_anatomy_vessels_are_liver_and_long():
+    hu, labels, spacing = make_phantom(1, shape=(40, 96, 96), spacing=(2.0, 3.5, 3.5), noise_hu=0.0)
+    liver = labels >= 1
+    assert liver.any() and (labels == 2).any() and set(np.unique(labels)) <= {0, 1, 2}
+    assert hu.min() < -900 and hu.max() > 400  # air outside, bone in the spine
+    # vessels: lesion-like intensity (far from liver's ~60 HU) but label 1
+    vessel = (labels == 1) & (np.abs(hu - 60.0) > 35.0)
+    assert vessel.sum() > 50
+    comps, n = ndimage.label(vessel)
+    extents = [s[0].stop - s[0].start for s in ndimage.find_objects(comps)]
+    liver_z = np.nonzero(liver.any(axis=(1, 2)))[0]
+    assert max(extents) >= 0.5 * (liver_z.max() - liver_z.min() + 1)
+    # lesions are compact: the smallest one spans far fewer slices than the longest vessel
+    les, m = ndimage.label(labels == 2)
+    les_extents = [s[0].stop - s[0].start for s in ndimage.find_objects(les)]
+    assert min(les_extents) < max(extents) / 2

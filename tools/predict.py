@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Segment CT volumes with a trained VA model: a label map on each input's grid plus its lesion list.
 
-    python tools/predict.py --config-file CONFIG --weights model_final.pth --output OUT INPUT [INPUT ...]
+    python tools/predict.py --config-file CONFIG --weights model_final.pth --input INPUT [INPUT ...] --output OUT \
+        [--opts KEY VALUE ...]
 
 INPUT is a volume file (.nii, .nii.gz, .nrrd, .mha, .mhd), a folder of such files, a DICOM series folder, or a glob.
 For each case OUT/<case>.nii.gz holds labels 0 background, 1 liver, 2 lesion on exactly the input's grid, and
@@ -45,7 +46,7 @@ def expand_inputs(inputs):
 
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("inputs", nargs="+", help="volume files, folders or globs")
+    parser.add_argument("--input", nargs="+", required=True, help="volume files, folders or globs")
     parser.add_argument("--config-file", required=True, help="the config the model was trained with")
     parser.add_argument("--weights", help="checkpoint (default: MODEL.WEIGHTS of the config)")
     parser.add_argument("--output", required=True, help="output folder")
@@ -54,7 +55,7 @@ def get_parser():
     parser.add_argument("--no-feature-cache", action="store_true", help="recompute every bag image (slower)")
     parser.add_argument("--skip-existing", action="store_true", help="skip cases whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ...")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (last)")
     return parser
 
 
@@ -64,9 +65,8 @@ def main(argv=None):
     from volumetric_attention import get_va_cfg
     from volumetric_attention.inference import VolumePredictor, write_lesion_report
 
-    opts = [o for o in args.opts if o != "--"]
     try:
-        cfg = get_va_cfg(args.config_file, opts)
+        cfg = get_va_cfg(args.config_file, args.opts)
         weights = args.weights or cfg.MODEL.WEIGHTS
         predictor = VolumePredictor(
             cfg, weights, batch_size=args.batch_size, use_feature_cache=not args.no_feature_cache,
@@ -77,7 +77,7 @@ def main(argv=None):
         return 2
 
     os.makedirs(args.output, exist_ok=True)
-    cases = expand_inputs(args.inputs)
+    cases = expand_inputs(args.input)
     failures = []
     for path in cases:
         name = case_name(path)

@@ -82,13 +82,32 @@ class VolumePredictor:
         hu, geometry = read_volume(path)
         return self.predict(hu, geometry, name=os.path.basename(os.fspath(path).rstrip("/")))
 
-    @torch.no_grad()
     def predict(self, hu_zyx, geometry: Geometry, name: Optional[str] = None) -> VolumePrediction:
         """Segment a canonical (Z0, H, W) HU array whose grid is ``geometry``."""
         image, resampler = preprocess_volume(
             hu_zyx, geometry.spacing_zyx, self.cfg.INPUT.CT.HU_WINDOW, self.cfg.INPUT.CT.SLICE_SPACING
         )
-        num_slices, height, width = image.shape
+        labels, lesion_score, backbone_images = self.predict_cache_grid(image, name)
+        labels = resampler.to_original(labels)
+        lesion_score = resampler.to_original(lesion_score)
+        return VolumePrediction(
+            labels=labels,
+            lesion_score=lesion_score,
+            geometry=geometry,
+            lesions=lesion_report(labels == LESION, lesion_score, geometry),
+            backbone_images=backbone_images,
+        )
+
+    @torch.no_grad()
+    def predict_cache_grid(self, image_zyx, name: Optional[str] = None):
+        """Segment a preprocessed volume (windowed to [0, 1], resampled along z), slice by slice.
+
+        Args:
+            image_zyx: (Z, H, W) float array in [0, 1], e.g. a cache's ``image.npy``.
+        Returns:
+            labels: uint8 (Z, H, W); lesion_score: float32 (Z, H, W); backbone_images: int.
+        """
+        num_slices, height, width = image_zyx.shape
         labels = np.zeros((num_slices, height, width), np.uint8)
         lesion_score = np.zeros((num_slices, height, width), np.float32)
         model = self.model
@@ -106,8 +125,10 @@ class VolumePredictor:
                 keys = [tuple(int(i) for i in idx[3 * k : 3 * k + 3]) for k in range(self.bag_size)]
                 for key in keys:
                     if key not in images:
-                        array = image[list(key)].transpose(1, 2, 0).astype(np.float32) * PIXEL_SCALE
-                        images[key] = torch.as_tensor(np.ascontiguousarray(transform.apply_image(array).transpose(2, 0, 1)))
+                        array = np.asarray(image_zyx[list(key)], np.float32).transpose(1, 2, 0) * PIXEL_SCALE
+                        images[key] = torch.as_tensor(
+                            np.ascontiguousarray(transform.apply_image(array).transpose(2, 0, 1))
+                        )
                 bag_keys.append(keys)
             inputs = [
                 {"image": torch.cat([images[k] for k in keys]), "height": height, "width": width} for keys in bag_keys
@@ -129,15 +150,7 @@ class VolumePredictor:
                 cache.evict(lambda k: max(k) >= lowest_needed)
             bar.update(len(targets))
         bar.close()
-        labels = resampler.to_original(labels)
-        lesion_score = resampler.to_original(lesion_score)
-        return VolumePrediction(
-            labels=labels,
-            lesion_score=lesion_score,
-            geometry=geometry,
-            lesions=lesion_report(labels == LESION, lesion_score, geometry),
-            backbone_images=cache.backbone_images if cache is not None else naive_images,
-        )
+        return labels, lesion_score, cache.backbone_images if cache is not None else naive_images
 
 
 def _lesion_score_slice(output, score_thresh, height, width):
@@ -155,7 +168,7 @@ def _lesion_score_slice(output, score_thresh, height, width):
 
 
 def load_weights_strict(model, weights):
-    """Load a checkpoint that must hold every parameter of ``model`` with the right shape.
+    """Load a checkpoint that holds exactly the parameters of ``model``, with the right shapes.
 
     Raises:
         FileNotFoundError: ``weights`` does not exist.
@@ -169,15 +182,16 @@ def load_weights_strict(model, weights):
     state = checkpoint.get("model", checkpoint)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     wrong_shape = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
         for k, v in own.items()
         if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
     ]
-    if missing or wrong_shape:
-        problems = wrong_shape[:3] + [f"missing {k}" for k in missing[:3]]
+    if missing or unexpected or wrong_shape:
+        problems = wrong_shape[:3] + [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
         raise ValueError(
-            f"{weights}: does not match the config's model ({len(missing)} missing, {len(wrong_shape)} "
-            f"of another shape: {'; '.join(problems)})"
+            f"{weights}: does not match the config's model ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(wrong_shape)} of another shape: {'; '.join(problems)})"
         )
     model.load_state_dict({k: torch.as_tensor(state[k]) for k in own}, strict=True)

@@ -5,16 +5,26 @@
     python projects/VolumetricAttention/train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
 
 ``--num-gpus N`` starts N processes (NCCL on GPUs; gloo on the CPU when CUDA is absent).
+A config typo, or ``--eval-only`` weights that do not match the config's model exactly, stop with a one-line error.
 """
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 
 from volumetric_attention import get_va_cfg
-from volumetric_attention.engine import VATrainer
+from volumetric_attention.engine import VACheckpointer, VATrainer
+from volumetric_attention.inference import load_weights_strict
+
+
+def _one_line(e):
+    return " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
 
 
 def setup(args):
-    cfg = get_va_cfg(args.config_file, args.opts)
+    try:
+        cfg = get_va_cfg(args.config_file, args.opts)
+    except (AssertionError, KeyError, ValueError, OSError) as e:  # yacs: unknown key, wrong type; a missing file
+        where = args.config_file + (" + command-line options" if args.opts else "")
+        raise SystemExit(f"error: {where}: {_one_line(e)}") from e
     default_setup(cfg, args)
     return cfg
 
@@ -23,7 +33,13 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = VATrainer.build_model(cfg)
-        VATrainer.checkpointer_class(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = VACheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        resume = args.resume and checkpointer.has_checkpoint()
+        weights = checkpointer.get_checkpoint_file() if resume else cfg.MODEL.WEIGHTS
+        try:  # strict: detectron2 would skip mismatched weights with a warning and evaluate a half-loaded model
+            load_weights_strict(model, weights)
+        except (ValueError, OSError, RuntimeError) as e:
+            raise SystemExit(f"error: {_one_line(e)}") from e
         res = VATrainer.test(cfg, model)
         verify_results(cfg, res)
         return res

@@ -1,4 +1,5 @@
 """A DetectionCheckpointer that writes atomically and loads tensors only."""
+import glob
 import os
 
 import torch
@@ -11,7 +12,8 @@ class VACheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` with two guarantees that long cluster jobs need.
 
     * Saving is atomic: the checkpoint and the ``last_checkpoint`` tag are written to a temporary file in the same
-      folder and renamed into place, so a job killed during a save leaves the previous checkpoint loadable.
+      folder and renamed into place, so a job killed during a save leaves the previous checkpoint loadable. The
+      temporary file that a killed job leaves behind is removed by the next save of the same name.
     * ``.pth`` files are loaded with ``torch.load(weights_only=True)``: a checkpoint cannot run code when loaded.
       (detectron2 model-zoo ``.pkl`` files keep detectron2's own loader.)
     """
@@ -26,6 +28,9 @@ class VACheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
+        # a job killed (SIGKILL, preemption) during this save last time left its temporary file (see atomic_open)
+        for stale in glob.glob(os.path.join(glob.escape(self.save_dir), f".{glob.escape(basename)}.*.tmp")):
+            os.remove(stale)
         with atomic_open(save_file, "wb") as (f, _):
             torch.save(data, f)
         self.tag_last_checkpoint(basename)

@@ -1,15 +1,38 @@
 """The project's DefaultTrainer: VA data loading, evaluators chosen by dataset, atomic checkpoints, CPU DDP."""
+import itertools
 import os
 import weakref
 from unittest import mock
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
+from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
+
+
+class ResumableTrainingSampler(TrainingSampler):
+    """detectron2's ``TrainingSampler`` whose index stream can continue where an interrupted run stopped.
+
+    detectron2 restarts the sampler's stream when a run resumes: with a fixed ``SEED`` the resumed run replays the
+    batches the run started with (a job preempted more often than once an epoch never reaches the rest of the data),
+    and with ``SEED`` < 0 it draws a new random order. ``skip`` drops the first ``skip`` indices of the global
+    stream, before it is split between processes: ``VATrainer.resume_or_load`` sets it to
+    ``start_iter x SOLVER.IMS_PER_BATCH``, so that with a fixed seed the resumed run gets the batches the
+    uninterrupted run would have got (exactly when every image has the same aspect ratio, as CT slices do; detectron2
+    groups batches by aspect ratio).
+    """
+
+    def __init__(self, size: int, shuffle: bool = True, seed=None):
+        super().__init__(size, shuffle=shuffle, seed=seed)
+        self.skip = 0
+
+    def _infinite_indices(self):
+        # read when the data loader starts iterating, i.e. after resume_or_load
+        return itertools.islice(super()._infinite_indices(), self.skip, None)
 
 
 class VATrainer(DefaultTrainer):
@@ -36,11 +59,24 @@ class VATrainer(DefaultTrainer):
 
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         dicts = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
-        return build_detection_train_loader(
+        sampler = None  # other SAMPLER_TRAIN choices: detectron2's own, restarted on resume
+        if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
+            sampler = ResumableTrainingSampler(len(dicts), seed=cfg.SEED if cfg.SEED >= 0 else None)
+        loader = build_detection_train_loader(
             cfg,
             dataset=dicts,
             mapper=VolumetricDatasetMapper(cfg, is_train=True),
+            sampler=sampler,
         )
+        loader.resumable_sampler = sampler
+        return loader
+
+    def resume_or_load(self, resume=True):
+        """detectron2's, and the training sampler moves past the batches the interrupted run already trained on."""
+        super().resume_or_load(resume=resume)
+        sampler = getattr(self.data_loader, "resumable_sampler", None)
+        if sampler is not None:
+            sampler.skip = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

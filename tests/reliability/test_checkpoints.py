@@ -1,0 +1,146 @@
+"""Checkpoints: an interrupted or killed save leaves the previous checkpoint loadable; loading runs no pickled code."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from volumetric_attention.engine import VACheckpointer
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_save_interrupted_midway_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    folder = tmp_path / "out ü"
+    model = _model(0)
+    checkpointer = VACheckpointer(model, str(folder))
+    checkpointer.save("model_0000001", iteration=1)
+
+    real_save = torch.save
+
+    def save_half_then_stop(obj, f, *args, **kwargs):
+        f.write(b"\x80\x02half a checkpoint")
+        raise KeyboardInterrupt  # e.g. Ctrl-C or a scheduler's SIGINT during the write
+
+    monkeypatch.setattr(torch, "save", save_half_then_stop)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save("model_0000002", iteration=2)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    assert sorted(os.listdir(folder)) == ["last_checkpoint", "model_0000001.pth"]  # no partial file, no temp file
+    assert (folder / "last_checkpoint").read_text() == "model_0000001.pth"
+    fresh = _model(1)
+    extra = VACheckpointer(fresh, str(folder)).resume_or_load("", resume=True)
+    assert extra["iteration"] == 1
+    assert _same_weights(fresh, _model(0))
+
+
+KILL_DURING_SAVE = r"""
+import os, signal, sys
+import torch
+from torch import nn
+from volumetric_attention.engine import VACheckpointer
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4))
+checkpointer = VACheckpointer(model, sys.argv[1])
+checkpointer.save("model_0000001", iteration=1)
+
+def save_half_then_die(obj, f, *args, **kwargs):
+    f.write(b"\x80\x02half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+torch.save = save_half_then_die
+checkpointer.save("model_0000002", iteration=2)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_save_keeps_previous_checkpoint_and_next_save_cleans_up(tmp_path):
+    folder = tmp_path / "out ü"
+    proc = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(folder)], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+    names = sorted(os.listdir(folder))
+    # the temporary file of the killed save is all that is left of it; it is not a checkpoint name
+    assert [n for n in names if not n.startswith(".")] == ["last_checkpoint", "model_0000001.pth"]
+    stale = [n for n in names if n.startswith(".")]
+    assert len(stale) == 1 and stale[0].startswith(".model_0000002.pth.") and stale[0].endswith(".tmp")
+    assert (folder / "last_checkpoint").read_text() == "model_0000001.pth"
+    model = _model(1)
+    checkpointer = VACheckpointer(model, str(folder))
+    assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
+    assert _same_weights(model, _model(0))
+
+    # the resumed job saves the same name again: the killed job's temporary file goes
+    checkpointer.save("model_0000002", iteration=2)
+    assert sorted(os.listdir(folder)) == ["last_checkpoint", "model_0000001.pth", "model_0000002.pth"]
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_checkpoint_with_pickled_object_is_refused_with_one_line(tmp_path):
+    marker = tmp_path / "code ran"
+    path = tmp_path / "dir ü" / "model_final.pth"
+    path.parent.mkdir()
+    model = _model(0)
+    torch.save({"model": model.state_dict(), "iteration": 5, "extra": _RunsCodeWhenUnpickled(str(marker))}, path)
+
+    for load in (lambda c: c.load(str(path)), lambda c: c.resume_or_load(str(path), resume=False)):
+        with pytest.raises(RuntimeError) as info:
+            load(VACheckpointer(_model(1)))
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith(f"{path}: not a loadable tensor checkpoint")
+        assert not marker.exists()  # the pickled call did not run
+
+    # the same dict without the object loads: the refusal is about the object, not the file
+    torch.save({"model": model.state_dict(), "iteration": 5}, path)
+    fresh = _model(1)
+    assert VACheckpointer(fresh).load(str(path))["iteration"] == 5
+    assert _same_weights(fresh, model)
+
+
+def test_training_init_from_another_architecture_logs_what_it_skips(tmp_path):
+    """Training (not --eval-only) keeps detectron2's lenient loading, as fine-tuning from another model needs:
+    parameters of another shape are skipped and missing ones reported in the log, and they keep their init."""
+    source = nn.Sequential(nn.Conv2d(3, 4, 3))
+    VACheckpointer(source, str(tmp_path)).save("other")
+    torch.manual_seed(1)
+    target = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(2, 8))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+
+    checkpointer = VACheckpointer(target)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    checkpointer.logger.addHandler(handler)
+    try:
+        checkpointer.resume_or_load(str(tmp_path / "other.pth"), resume=False)
+    finally:
+        checkpointer.logger.removeHandler(handler)
+    log = "\n".join(r.getMessage() for r in records)
+    assert "Skip loading parameter '0.weight'" in log and "(4, 3, 3, 3) in the checkpoint" in log
+    assert "not found in the checkpoint" in log and "1.{bias, weight}" in log
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())

@@ -1,0 +1,22 @@
+"""train_net.py --num-gpus 2 on the CPU: detectron2's launch() starts 2 processes that train over gloo."""
+import pytest
+import torch
+
+import _runs
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_and_write_model_final(phantom_root, tmp_path):
+    out = tmp_path / "ddp ü"
+    opts = _runs.TINY + _runs.NO_TEST + ["SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "100", "OUTPUT_DIR", out]
+    proc = _runs.run_train_net(opts, ["--num-gpus", "2"], phantom_root=phantom_root, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "Rank of current process: 0. World size: 2" in log
+    assert (out / "log.txt.rank1").exists()  # the second process ran default_setup too
+    # IMS_PER_BATCH 2 over 2 processes: one image each
+    assert "Making batched data loader with batch_size=1" in log
+    ckpt = torch.load(out / "model_final.pth", weights_only=True)
+    assert ckpt["iteration"] == 2
+    assert not any(k.startswith("module.") for k in ckpt["model"])  # saved unwrapped from DDP
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())

@@ -1,4 +1,5 @@
 import gzip
+import locale
 import os
 
 import numpy as np
@@ -56,6 +57,7 @@ def test_geometry_round_trip(tmp_path, ext):
 
 
 def _write_dicom_series(folder, array_zyx, series_uid, spacing=(0.7, 0.7, 2.0)):
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer resets the locale; keep it for the other tests
     os.makedirs(folder, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -72,13 +74,16 @@ def _write_dicom_series(folder, array_zyx, series_uid, spacing=(0.7, 0.7, 2.0)):
             sl.SetMetaData(key, value)
         writer.SetFileName(os.path.join(folder, f"{series_uid[-3:]}_{k:03d}.dcm"))
         writer.Execute(sl)
+    locale.setlocale(locale.LC_ALL, saved)
 
 
 def test_dicom_series(tmp_path):
     arr = (np.arange(4 * 5 * 6).reshape(4, 5, 6) - 50).astype(np.int16)
     folder = str(tmp_path / "dcm")
+    before = locale.setlocale(locale.LC_ALL)
     _write_dicom_series(folder, arr, "1.2.826.0.1.3680043.2.1125.101")
     vol, geometry = read_volume(folder)
+    assert locale.setlocale(locale.LC_ALL) == before, "reading DICOM must not change the process locale"
     assert vol.shape == (4, 5, 6)
     np.testing.assert_allclose(vol, arr)
     assert geometry.spacing_zyx == pytest.approx((2.0, 0.7, 0.7))

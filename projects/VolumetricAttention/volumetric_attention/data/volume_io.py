@@ -5,7 +5,9 @@ Canonical orientation: SimpleITK's ``DICOMOrient(image, "LPS")``. The array retu
 indexed ``[z, y, x]`` with z running inferior->superior, y anterior->posterior, x right->left, whatever the order and
 sign of the axes on disk. :class:`Geometry` keeps what is needed to undo this exactly.
 """
+import contextlib
 import dataclasses
+import locale
 import os
 import tempfile
 from typing import List, Tuple
@@ -87,6 +89,17 @@ class Geometry:
         return bad
 
 
+@contextlib.contextmanager
+def _locale_kept():
+    """GDCM (SimpleITK's DICOM I/O) resets the process locale to "C", which silently turns Python's default text
+    encoding into ASCII for the rest of the process; put the caller's locale back."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _orientation_of(image: sitk.Image) -> str:
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
 
@@ -102,17 +115,20 @@ def read_image(path) -> sitk.Image:
         raise VolumeError(path, "file not found")
     try:
         if os.path.isdir(path):
-            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(path)
+            with _locale_kept():
+                series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(path)
             if len(series) == 0:
                 raise VolumeError(path, "no DICOM series in folder")
             if len(series) > 1:
                 raise VolumeError(path, f"folder holds {len(series)} DICOM series ({', '.join(series)}); "
                                         "put each series in its own folder")
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path, series[0]))
-            image = reader.Execute()
+            with _locale_kept():
+                reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path, series[0]))
+                image = reader.Execute()
         else:
-            image = sitk.ReadImage(path)
+            with _locale_kept():
+                image = sitk.ReadImage(path)
     except VolumeError:
         raise
     except RuntimeError as e:
@@ -130,24 +146,37 @@ def read_image(path) -> sitk.Image:
     return image
 
 
-def _nifti_nan_count(path) -> int:
-    """NaN voxels in a float NIfTI file. ITK's NIfTI reader silently turns NaN into 0, so the file is checked
-    directly (header fields from the NIfTI-1 standard: dim at byte 40, datatype at 70, vox_offset at 108)."""
+def _check_nifti_payload(path):
+    """Check a NIfTI file's voxel data directly, because ITK's NIfTI reader is lenient in two harmful ways: it
+    zero-fills a truncated file (even a cut .nii.gz) without an error, and it turns NaN into 0.
+
+    Header fields from the NIfTI-1 standard: dim at byte 40, datatype at 70, bitpix at 72, vox_offset at 108.
+    Raises :class:`VolumeError` for a payload shorter than the header announces, a corrupt gzip stream, or NaN voxels.
+    """
     import gzip
     import struct
+    import zlib
 
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        header = f.read(348)
-        endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
-        datatype = struct.unpack(endian + "h", header[70:72])[0]
-        dtype = {16: "f4", 64: "f8"}.get(datatype)
-        if dtype is None:
-            return 0
-        offset = int(struct.unpack(endian + "f", header[108:112])[0])
-        f.read(max(offset - 348, 0))
-        data = np.frombuffer(f.read(), dtype=endian + dtype)
-    return int(np.isnan(data).sum())
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(348)
+            endian = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+            dim = struct.unpack(endian + "8h", header[40:56])
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            f.read(max(offset - 348, 0))
+            data = f.read()
+    except (EOFError, OSError, zlib.error, struct.error) as e:
+        raise VolumeError(path, f"truncated or corrupt file ({e})") from None
+    expected = int(np.prod([max(int(d), 1) for d in dim[1 : dim[0] + 1]])) * bitpix // 8
+    if len(data) < expected:
+        raise VolumeError(path, f"truncated: {len(data)} of {expected} bytes of voxel data")
+    dtype = {16: "f4", 64: "f8"}.get(datatype)
+    if dtype is not None:
+        nans = int(np.isnan(np.frombuffer(data[:expected], dtype=endian + dtype)).sum())
+        if nans:
+            raise VolumeError(path, f"{nans} NaN voxels")
 
 
 def read_volume(path, dtype=np.float32) -> Tuple[np.ndarray, Geometry]:
@@ -160,10 +189,8 @@ def read_volume(path, dtype=np.float32) -> Tuple[np.ndarray, Geometry]:
         VolumeError: one-line message naming ``path`` and the reason.
     """
     image = read_image(path)
-    if str(path).endswith((".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        nans = _nifti_nan_count(str(path))
-        if nans:
-            raise VolumeError(path, f"{nans} NaN voxels")
+    if str(path).endswith((".nii", ".nii.gz")):
+        _check_nifti_payload(str(path))
     canonical = sitk.DICOMOrient(image, CANONICAL_ORIENTATION)
     if canonical.GetSize()[2] < MIN_SLICES:
         raise VolumeError(path, f"{canonical.GetSize()[2]} axial slices; at least {MIN_SLICES} are needed")

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.phantoms import write_phantom_dataset
 from volumetric_attention.data.prepare import add_common_arguments, settings_from_args
 
@@ -42,11 +43,8 @@ def main(argv=None):
     print(f"{args.num_cases} phantoms -> {args.out}", file=sys.stderr)
     if args.no_prepare:
         return 0
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from prepare_lits import prepare
-
     hu_window, slice_spacing, _ = settings_from_args(args)
-    result = prepare(args.out, args.cache, hu_window, slice_spacing, args.workers)
+    result = prepare_lits(args.out, args.cache, hu_window, slice_spacing, args.workers)
     print(f"cache -> {args.cache}", file=sys.stderr)
     return 0 if result.ok else 1
 

@@ -10,9 +10,8 @@ import argparse
 import os
 import sys
 
-from volumetric_attention.data.cache import make_settings
-from volumetric_attention.data.lits import make_lits_jobs, prepare_lits_case
-from volumetric_attention.data.prepare import add_common_arguments, run_prepare, settings_from_args
+from volumetric_attention.data.lits import prepare_lits
+from volumetric_attention.data.prepare import add_common_arguments, settings_from_args
 
 
 def build_parser():
@@ -23,23 +22,11 @@ def build_parser():
     return add_common_arguments(parser)
 
 
-def prepare(source, cache, hu_window, slice_spacing, workers=1, stream=None):
-    """Prepare every case under ``source`` into ``cache``; returns the ``PrepareResult``."""
-    if not os.path.isdir(source):
-        raise FileNotFoundError(f"{source}: source folder not found")
-    settings = make_settings(hu_window, slice_spacing)
-    jobs = make_lits_jobs(source, cache, settings)
-    if not jobs:
-        raise FileNotFoundError(f"{source}: no volume-K.nii[.gz] / imagesTr/liver_K.nii.gz files found")
-    return run_prepare(jobs, prepare_lits_case, cache, settings, workers=workers, desc="prepare LiTS",
-                       index_extra={"dataset": "lits", "source": os.path.abspath(source)}, stream=stream)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     hu_window, slice_spacing, _ = settings_from_args(args)
     try:
-        result = prepare(args.source, args.cache, hu_window, slice_spacing, args.workers)
+        result = prepare_lits(args.source, args.cache, hu_window, slice_spacing, args.workers)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ Writes DIR/<case>_z<k>.png for the slices that matter most (or --slices) and DIR
 Predictions are filled, the ground truth is outlined. Label files must be on the CT's grid.
 """
 import argparse
-import os
 import sys
 
 

@@ -11,10 +11,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .cache import write_case
+from .cache import make_settings, write_case
 from .instances import volume_instances
 from .preprocessing import preprocess_volume
-from .prepare import PrepareJob
+from .prepare import PrepareJob, run_prepare
 from .volume_io import VolumeError, read_volume
 
 __all__ = ["discover_lits_cases", "assign_splits", "make_lits_jobs", "prepare_lits_case", "VAL_EVERY"]
@@ -141,3 +141,19 @@ def prepare_lits_case(job: PrepareJob):
         "classes": ["liver", "lesion"],
     }
     write_case(job.cache_root, job.case_id, arrays, meta, annotations)
+
+
+def prepare_lits(source, cache, hu_window, slice_spacing, workers=1, stream=None):
+    """Prepare every LiTS/MSD (or phantom) case under ``source`` into ``cache``; returns the ``PrepareResult``.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing or holds no volumes.
+    """
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"{source}: source folder not found")
+    settings = make_settings(hu_window, slice_spacing)
+    jobs = make_lits_jobs(source, cache, settings)
+    if not jobs:
+        raise FileNotFoundError(f"{source}: no volume-K.nii[.gz] / imagesTr/liver_K.nii.gz files found")
+    return run_prepare(jobs, prepare_lits_case, cache, settings, workers=workers, desc="prepare LiTS",
+                       index_extra={"dataset": "lits", "source": os.path.abspath(source)}, stream=stream)

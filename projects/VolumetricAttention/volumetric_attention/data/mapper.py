@@ -5,7 +5,6 @@ from collections import OrderedDict
 from typing import List, Optional
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils

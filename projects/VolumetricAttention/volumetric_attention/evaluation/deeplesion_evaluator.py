@@ -12,7 +12,6 @@ kidney, soft tissue, pelvis; -1 unknown) and by lesion size (``diameter_mm``, th
 Files written to ``output_dir``: ``deeplesion_summary.json`` (the result file ``tools/plot_results.py`` reads),
 ``deeplesion_froc.csv`` (the curve) and ``deeplesion_froc.png``.
 """
-import itertools
 import logging
 import os
 from collections import OrderedDict

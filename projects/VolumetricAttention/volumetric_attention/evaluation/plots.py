@@ -4,7 +4,6 @@ Both functions take one or more result dicts (the evaluators' summary JSON, see 
 a baseline and a VA model can be drawn on one figure.
 """
 import io
-import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -57,6 +57,11 @@ def add_va_config(cfg):
     _C.TEST.CT.SLICE_AP = False
 
 
+def bag_size_from_cfg(cfg) -> int:
+    """N, the number of 2.5D images per input: ``MODEL.VA.BAG_SIZE`` with VA on, 1 (the plain 2.5D baseline) off."""
+    return int(cfg.MODEL.VA.BAG_SIZE) if cfg.MODEL.VA.ENABLED else 1
+
+
 def expand_pixel_stats(cfg):
     """Tile a 3-value ``MODEL.PIXEL_MEAN``/``PIXEL_STD`` to the bag's 3·N input channels.
 
@@ -64,7 +69,7 @@ def expand_pixel_stats(cfg):
     writing three numbers (one per slice of a 2.5D image) and this function repeats them N times. Values that already
     have 3·N entries are left alone. ``cfg`` must not be frozen.
     """
-    n = cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
+    n = bag_size_from_cfg(cfg)
     for key in ("PIXEL_MEAN", "PIXEL_STD"):
         values = list(cfg.MODEL[key])
         if len(values) == 3 and n > 1:

@@ -14,13 +14,13 @@ all cases, and lists the cases, their splits and the settings.
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
 
+from ..utils.atomic_io import atomic_open
 from .preprocessing import SliceResampler
 from .volume_io import Geometry
 
@@ -69,20 +69,9 @@ def read_json(path):
 
 
 def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` via a temp file in the same folder and ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    with atomic_open(path, "w") as (f, _):
+        json.dump(obj, f)
 
 
 def case_is_complete(case_dir) -> bool:

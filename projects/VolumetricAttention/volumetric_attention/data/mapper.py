@@ -10,17 +10,13 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..config import bag_size_from_cfg
 from .bag import make_bag_array
 from .cache import CachedCase, load_case, settings_mismatch
 
-__all__ = ["VolumetricDatasetMapper", "bag_size_from_cfg"]
+__all__ = ["VolumetricDatasetMapper"]
 
 logger = logging.getLogger(__name__)
-
-
-def bag_size_from_cfg(cfg) -> int:
-    """N, the number of 2.5D images per input: ``MODEL.VA.BAG_SIZE`` with VA on, 1 (plain 2.5D) with it off."""
-    return int(cfg.MODEL.VA.BAG_SIZE) if cfg.MODEL.VA.ENABLED else 1
 
 
 def _rle_to_polygons(rle: dict) -> List[List[float]]:

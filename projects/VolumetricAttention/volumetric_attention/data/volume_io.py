@@ -9,11 +9,12 @@ import contextlib
 import dataclasses
 import locale
 import os
-import tempfile
 from typing import List, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+
+from ..utils.atomic_io import atomic_open
 
 __all__ = ["VolumeError", "Geometry", "CANONICAL_ORIENTATION", "read_volume", "read_image", "write_label_volume",
            "write_volume"]
@@ -210,20 +211,9 @@ def read_volume(path, dtype=np.float32) -> Tuple[np.ndarray, Geometry]:
 
 
 def _write_image_atomic(image: sitk.Image, path, compress=True):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    name = os.path.basename(path)
-    # the temp name keeps the extension(s) so SimpleITK picks the same writer
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + name, dir=directory)
-    os.close(fd)
-    try:
+    # the temporary name ends with the real one, so SimpleITK picks the same writer
+    with atomic_open(path, None, suffix="-" + os.path.basename(os.fspath(path))) as (_, tmp):
         sitk.WriteImage(image, tmp, useCompression=compress)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _to_input_grid(array_zyx: np.ndarray, geometry: Geometry) -> sitk.Image:

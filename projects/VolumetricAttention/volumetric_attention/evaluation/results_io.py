@@ -7,27 +7,18 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
+
+from ..utils.atomic_io import atomic_open
 
 __all__ = ["atomic_write_bytes", "write_json", "write_csv", "load_results"]
 
 
 def atomic_write_bytes(path, data: bytes):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as (f, _):
+        f.write(data)
 
 
 def _plain(obj):

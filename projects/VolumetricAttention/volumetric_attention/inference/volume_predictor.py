@@ -11,6 +11,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.file_io import PathManager
 from tqdm import tqdm
 
+from ..config import bag_size_from_cfg
 from ..data.bag import PIXEL_SCALE, bag_slice_indices
 from ..data.preprocessing import preprocess_volume
 from ..data.volume_io import Geometry, read_volume, write_label_volume
@@ -69,7 +70,7 @@ class VolumePredictor:
         self.model = build_model(self.cfg).eval()
         weights = weights if weights is not None else cfg.MODEL.WEIGHTS
         load_weights_strict(self.model, weights)
-        self.bag_size = cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
+        self.bag_size = bag_size_from_cfg(cfg)
         self.batch_size = batch_size
         self.use_feature_cache = use_feature_cache and hasattr(self.model.backbone, "extract_features")
         self.progress = progress

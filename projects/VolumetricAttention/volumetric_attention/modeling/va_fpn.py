@@ -28,6 +28,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
+from ..config import bag_size_from_cfg
 from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
 
@@ -123,11 +124,6 @@ class VAFPN(FPN):
                              f"(bag of {self.bag_size}), got {c}")
         features = self.extract_features(x.reshape(b * self.bag_size, IMAGE_CHANNELS, h, w))
         return self.attend({k: v.reshape(b, self.bag_size, *v.shape[1:]) for k, v in features.items()})
-
-
-def bag_size_from_cfg(cfg) -> int:
-    """N: ``MODEL.VA.BAG_SIZE`` when VA is enabled, else 1 (the 2.5D baseline)."""
-    return cfg.MODEL.VA.BAG_SIZE if cfg.MODEL.VA.ENABLED else 1
 
 
 def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:

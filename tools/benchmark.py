@@ -1,0 +1,263 @@
+#!/usr/bin/env python
+"""Speed and memory of Volumetric Attention, measured side by side with the 2.5D baseline in one run.
+
+    python tools/benchmark.py [--output benchmark.json] [--size 160] [--slices 24] [--train-iters 6] [--device cpu]
+
+Reports ratios against the baseline (absolute times depend on the machine; on CUDA the device is synchronised
+before each reading):
+  * inference per slice: baseline; VA naive and VA with the per-volume feature cache, for N = 3 and N = 9
+  * VA module cost: parameters (share of the model) and FLOPs (fvcore) against the backbone
+  * training: seconds per iteration and peak memory, baseline vs VA N = 3 (each in a fresh process)
+  * data loader: bags per second at 512 x 512 (N = 3, one core)
+  * evaluator: seconds to score one 512 x 512 x 600 case
+All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
+the same number of detections, so the heads cost the same and the difference is the backbone and VA.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "VolumetricAttention", "configs")
+PHANTOM = os.path.join(CONFIGS, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
+
+
+def model_opts(args, bag_size, extra=()):
+    enabled = bag_size > 1
+    return [
+        "MODEL.DEVICE", args.device, "MODEL.VA.ENABLED", enabled, "MODEL.VA.BAG_SIZE", max(bag_size, 1),
+        "INPUT.MIN_SIZE_TEST", args.size, "INPUT.MAX_SIZE_TEST", args.size,
+        "INPUT.MIN_SIZE_TRAIN", (args.size,), "INPUT.MAX_SIZE_TRAIN", args.size,
+        # the same fixed number of detections for every model: equal head cost
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 20, "TEST.CT.SCORE_THRESH", 0.0,
+        *extra,
+    ]
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_inference(args, weights_dir):
+    """Seconds per slice of VolumePredictor over one preprocessed volume, per model variant."""
+    from detectron2.modeling import build_model
+
+    from volumetric_attention import get_va_cfg
+    from volumetric_attention.engine import VACheckpointer
+    from volumetric_attention.inference import VolumePredictor
+
+    rng = np.random.default_rng(0)
+    image = rng.random((args.slices, args.size, args.size), dtype=np.float32)
+    rows = []
+    for name, bag, cached in [("baseline", 1, False), ("VA naive N=3", 3, False), ("VA cached N=3", 3, True),
+                              ("VA naive N=9", 9, False), ("VA cached N=9", 9, True)]:
+        cfg = get_va_cfg(PHANTOM, model_opts(args, bag))
+        path = os.path.join(weights_dir, f"bag{bag}.pth")
+        if not os.path.exists(path):
+            torch.manual_seed(0)
+            VACheckpointer(build_model(cfg), weights_dir).save(f"bag{bag}")
+        predictor = VolumePredictor(cfg, path, batch_size=4, use_feature_cache=cached, progress=False)
+        predictor.predict_cache_grid(image[:6])  # warm-up
+        sync(args.device)
+        start = time.perf_counter()
+        _, _, backbone_images = predictor.predict_cache_grid(image)
+        sync(args.device)
+        seconds = (time.perf_counter() - start) / args.slices
+        rows.append({"variant": name, "s_per_slice": seconds, "backbone_images_per_slice": backbone_images / args.slices})
+    base = rows[0]["s_per_slice"]
+    for row in rows:
+        row["x_baseline"] = row["s_per_slice"] / base
+    return rows
+
+
+def bench_va_cost(args):
+    """VA parameters as a share of the model, and backbone FLOPs with and without VA (fvcore), per bag image."""
+    from detectron2.modeling import build_model
+
+    from volumetric_attention import get_va_cfg
+
+    rows = []
+    x1 = torch.zeros(1, 3, args.size, args.size)
+    for bag in (3, 9):
+        model = build_model(get_va_cfg(PHANTOM, model_opts(args, bag, ["MODEL.DEVICE", "cpu"]))).eval()
+        total = sum(p.numel() for p in model.parameters())
+        va = sum(p.numel() for n, p in model.named_parameters() if ".va." in n or n.startswith("backbone.va"))
+        backbone = model.backbone
+        # a bag's forward = the backbone over N images + VA; VA alone = that - N x one image's extract_features
+        bag_flops = _flops(backbone, torch.zeros(1, 3 * bag, args.size, args.size))
+        single = _flops(_SingleImage(backbone), x1)
+        va_flops = bag_flops - bag * single
+        rows.append({"bag_size": bag, "va_params": va, "model_params": total, "va_param_share": va / total,
+                     "backbone_gflops_one_image": single / 1e9, "va_gflops": va_flops / 1e9,
+                     "va_flops_vs_one_image": va_flops / single})
+    return rows
+
+
+def _flops(module, x):
+    from fvcore.nn import FlopCountAnalysis
+
+    with torch.no_grad():
+        return FlopCountAnalysis(module, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+
+
+class _SingleImage(torch.nn.Module):
+    """The backbone's per-image stage alone (ResNet + FPN on one 2.5D image), for FLOP counting."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone.extract_features(x)
+
+
+def _train_worker(args, bag, root, queue):
+    os.environ["VA_DATASETS"] = root
+    torch.set_num_threads(args.threads)
+    from detectron2.utils.events import EventStorage
+
+    from volumetric_attention import get_va_cfg
+    from volumetric_attention.engine import VATrainer
+
+    cfg = get_va_cfg(PHANTOM, model_opts(args, bag, [
+        "SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", os.path.join(root, f"out{bag}"),
+        "SOLVER.MAX_ITER", 1000, "TEST.EVAL_PERIOD", 0]))
+    model = VATrainer.build_model(cfg)
+    optimizer = VATrainer.build_optimizer(cfg, model)
+    loader = iter(VATrainer.build_train_loader(cfg))
+    model.train()
+    times = []
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with EventStorage(0):  # detectron2's losses log to the current EventStorage
+        for i in range(args.train_iters + 2):
+            batch = next(loader)
+            sync(args.device)
+            start = time.perf_counter()
+            losses = sum(model(batch).values())
+            optimizer.zero_grad()
+            losses.backward()
+            optimizer.step()
+            sync(args.device)
+            if i >= 2:  # the first iterations warm up allocators
+                times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if args.device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    queue.put({"s_per_iter": float(np.median(times)), "peak_memory_mb": peak / 2**20})
+
+
+def bench_training(args, root):
+    rows = []
+    ctx = mp.get_context("spawn")
+    for name, bag in (("baseline", 1), ("VA N=3", 3)):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_train_worker, args=(args, bag, root, queue))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"training benchmark of {name} failed (exit code {proc.exitcode}); see its traceback above")
+        result = queue.get(timeout=10)
+        rows.append({"variant": name, **result})
+    for row in rows:
+        row["time_x_baseline"] = row["s_per_iter"] / rows[0]["s_per_iter"]
+        row["memory_x_baseline"] = row["peak_memory_mb"] / rows[0]["peak_memory_mb"]
+    return rows
+
+
+def bench_loader(args, root):
+    """Bags per second of the mapper at 512 x 512, N = 3, test-time transform off, one core."""
+    from volumetric_attention.data.bag import make_bag_array
+
+    path = os.path.join(root, "bench_volume.npy")
+    np.save(path, np.random.default_rng(0).random((60, 512, 512), dtype=np.float32).astype(np.float16))
+    volume = np.load(path, mmap_mode="r")
+    n = 200
+    start = time.perf_counter()
+    for i in range(n):
+        make_bag_array(volume, i % 60, 3)
+    return {"bags_per_s": n / (time.perf_counter() - start), "bag_size": 3, "slice_size": 512}
+
+
+def bench_evaluator():
+    """Seconds to score one 512 x 512 x 600 case (liver + lesions) with the LiTS metrics."""
+    from scipy import ndimage
+
+    from volumetric_attention.evaluation.lits_metrics import score_case
+
+    rng = np.random.default_rng(0)
+    shape = (600, 512, 512)
+    gt = np.zeros(shape, np.uint8)
+    gt[150:450, 100:400, 120:420] = 1
+    seeds = np.zeros(shape, bool)
+    seeds[tuple(rng.integers([160, 110, 130], [440, 390, 410], size=(30, 3)).T)] = True
+    gt[ndimage.binary_dilation(seeds, iterations=4) & (gt == 1)] = 2
+    pred = np.roll(gt, 2, axis=1)
+    start = time.perf_counter()
+    score_case(pred, gt, (0.8, 0.7, 0.7))
+    return {"s_per_case": time.perf_counter() - start, "shape": list(shape)}
+
+
+def table(title, rows):
+    keys = list(rows[0])
+    lines = [f"\n{title}", " | ".join(keys), " | ".join("---" for _ in keys)]
+    for row in rows:
+        lines.append(" | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", default="benchmark.json", help="JSON file with every figure")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=160, help="slice size in pixels")
+    parser.add_argument("--slices", type=int, default=24, help="slices of the inference volume")
+    parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
+    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="CPU threads")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["inference", "cost", "training", "loader", "evaluator"])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import volumetric_attention  # noqa: F401  (registers the backbones)
+
+    results = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": args.threads,
+                           "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                           "torch": torch.__version__}, "settings": vars(args)}
+    with tempfile.TemporaryDirectory() as root:
+        if "inference" not in args.skip:
+            results["inference"] = bench_inference(args, root)
+            print(table("Inference per slice", results["inference"]), flush=True)
+        if "cost" not in args.skip:
+            results["va_cost"] = bench_va_cost(args)
+            print(table("VA module cost", results["va_cost"]), flush=True)
+        if "training" not in args.skip:
+            from volumetric_attention.data.lits import prepare_lits
+            from volumetric_attention.data.phantoms import write_phantom_dataset
+
+            write_phantom_dataset(os.path.join(root, "phantom"), 4, seed=0, shape=(24, 128, 128))
+            prepare_lits(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), (-200.0, 300.0), 1.5,
+                         stream=open(os.devnull, "w"))
+            results["training"] = bench_training(args, root)
+            print(table("Training", results["training"]), flush=True)
+        if "loader" not in args.skip:
+            results["loader"] = bench_loader(args, root)
+            print(table("Data loader", [results["loader"]]), flush=True)
+        if "evaluator" not in args.skip:
+            results["evaluator"] = bench_evaluator()
+            print(table("Evaluator", [results["evaluator"]]), flush=True)
+    with open(args.output + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(args.output + ".tmp", args.output)
+    print(f"\nwritten: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

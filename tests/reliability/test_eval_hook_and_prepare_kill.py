@@ -1,0 +1,54 @@
+"""The LiTS 3D evaluator inside a training run's EvalHook, and a prepare run killed midway then finished."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import _runs
+
+
+@pytest.mark.slow
+def test_lits_evaluator_runs_in_training_eval_hook(phantom_root, tmp_path):
+    out = tmp_path / "eval hook"
+    opts = _runs.TINY + ["SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out]
+    opts[opts.index("TEST.EVAL_PERIOD") + 1] = "2"  # detectron2's EvalHook evaluates at iteration 2
+    proc = _runs.run_train_net(opts, phantom_root=phantom_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "inference" / "phantom_val" / "lits_summary.json").read_text())
+    assert summary["metrics"]["n_cases"] == 1 and len(summary["per_case"]) == 1
+    # the results went through EventStorage to detectron2's metrics.json (and TensorBoard) under "lits/..."
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert any("lits/tumour_dice_per_case" in m and "lits/liver_dice_per_case" in m for m in metrics)
+
+
+@pytest.mark.slow
+def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path):
+    make_phantoms = _runs.load_tool("make_phantoms")
+    source, cache = tmp_path / "raw", tmp_path / "cache"
+    assert make_phantoms.main(["--out", str(source), "--num-cases", "6", "--slices", "40", "--size", "96",
+                               "--no-prepare"]) == 0
+    cmd = [sys.executable, str(_runs.ROOT / "tools" / "prepare_lits.py"), "--source", str(source), "--cache",
+           str(cache), "--slice-spacing", "0.5", "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=_runs.env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((cache / d / "meta.json").exists() for d in
+                                             (os.listdir(cache) if cache.exists() else [])):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {d: (cache / d / "meta.json").stat().st_mtime for d in os.listdir(cache)
+                if (cache / d / "meta.json").exists()}
+    assert 1 <= len(finished) < 6, "the kill should land after the first case and before the last"
+    assert not (cache / "index.json").exists(), "the index is written last"
+
+    rerun = subprocess.run(cmd, env=_runs.env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index["cases"]) == 6
+    for case, mtime in finished.items():  # finished cases were not redone
+        assert (cache / case / "meta.json").stat().st_mtime == mtime
+    assert not [d for d in os.listdir(cache) if d.startswith(".")], "no temporary entries left"

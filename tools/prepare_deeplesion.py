@@ -11,9 +11,8 @@ import argparse
 import os
 import sys
 
-from volumetric_attention.data.cache import make_settings
-from volumetric_attention.data.deeplesion import make_deeplesion_jobs, prepare_deeplesion_case
-from volumetric_attention.data.prepare import add_common_arguments, run_prepare, settings_from_args
+from volumetric_attention.data.deeplesion import prepare_deeplesion
+from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
 DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
 DEFAULT_SLICE_SPACING = 2.0
@@ -29,31 +28,16 @@ def build_parser():
     return add_common_arguments(parser)
 
 
-def prepare(source, cache, hu_window, slice_spacing, context_slices, workers=1, stream=None):
-    csv_path = os.path.join(source, "DL_info.csv")
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"{csv_path}: not found")
-    settings = make_settings(hu_window, slice_spacing, context_slices=int(context_slices))
-    jobs = make_deeplesion_jobs(source, cache, settings)
-    return run_prepare(jobs, prepare_deeplesion_case, cache, settings, workers=workers, desc="prepare DeepLesion",
-                       index_extra={"dataset": "deeplesion", "source": os.path.abspath(source)}, stream=stream)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     hu_window, slice_spacing, cfg = settings_from_args(args, DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING)
     context = args.context_slices if args.context_slices is not None else cfg.INPUT.CT.CONTEXT_SLICES
     try:
-        result = prepare(args.source, args.cache, hu_window, slice_spacing, context, args.workers)
+        result = prepare_deeplesion(args.source, args.cache, hu_window, slice_spacing, context, args.workers)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(result.done)} prepared, {len(result.skipped)} already done, {len(result.failed)} failed "
-          f"-> {args.cache}", file=sys.stderr)
-    if result.failed:
-        print(f"failed cases: {', '.join(c for c, _ in result.failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return report(result, args.cache)
 
 
 if __name__ == "__main__":

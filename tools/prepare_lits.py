@@ -11,7 +11,7 @@ import os
 import sys
 
 from volumetric_attention.data.lits import prepare_lits
-from volumetric_attention.data.prepare import add_common_arguments, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
 
 def build_parser():
@@ -30,12 +30,7 @@ def main(argv=None):
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(result.done)} prepared, {len(result.skipped)} already done, {len(result.failed)} failed "
-          f"-> {args.cache}", file=sys.stderr)
-    if result.failed:
-        print(f"failed cases: {', '.join(c for c, _ in result.failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return report(result, args.cache)
 
 
 if __name__ == "__main__":

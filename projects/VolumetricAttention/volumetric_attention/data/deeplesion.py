@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from detectron2.structures import BoxMode
 
-from .cache import write_case
+from .cache import make_settings, write_case
 from .preprocessing import window
-from .prepare import PrepareJob
+from .prepare import PrepareJob, run_prepare
 from .volume_io import VolumeError
 
 __all__ = ["SPLITS", "HU_OFFSET", "parse_dl_info", "make_deeplesion_jobs", "prepare_deeplesion_case",
@@ -151,3 +151,18 @@ def prepare_deeplesion_case(job: PrepareJob):
         "classes": ["lesion"],
     }
     write_case(job.cache_root, job.case_id, {"image": image}, meta, {str(context): annotations})
+
+
+def prepare_deeplesion(source, cache, hu_window, slice_spacing, context_slices, workers=1, stream=None):
+    """Prepare every DeepLesion key slice listed in ``source/DL_info.csv`` into ``cache``; returns the result.
+
+    Raises:
+        FileNotFoundError: ``DL_info.csv`` is missing.
+    """
+    csv_path = os.path.join(source, "DL_info.csv")
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"{csv_path}: not found")
+    settings = make_settings(hu_window, slice_spacing, context_slices=int(context_slices))
+    jobs = make_deeplesion_jobs(source, cache, settings)
+    return run_prepare(jobs, prepare_deeplesion_case, cache, settings, workers=workers, desc="prepare DeepLesion",
+                       index_extra={"dataset": "deeplesion", "source": os.path.abspath(source)}, stream=stream)

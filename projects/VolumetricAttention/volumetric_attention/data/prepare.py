@@ -114,6 +114,17 @@ def run_prepare(jobs: List[PrepareJob], fn: Callable[[PrepareJob], None], cache_
     return PrepareResult(done=done, skipped=skipped, failed=sorted(failed))
 
 
+def report(result: PrepareResult, cache_root: str, stream=None) -> int:
+    """Print a prepare run's summary (and its failed cases) and return the CLI exit status: 0, or 1 if any failed."""
+    stream = stream or sys.stderr
+    print(f"{len(result.done)} prepared, {len(result.skipped)} already done, {len(result.failed)} failed "
+          f"-> {cache_root}", file=stream)
+    if result.failed:
+        print(f"failed cases: {', '.join(c for c, _ in result.failed)}", file=stream)
+        return 1
+    return 0
+
+
 def add_common_arguments(parser, default_workers: int = 1):
     """Arguments shared by the prepare tools: config, setting overrides, workers."""
     parser.add_argument("--config-file", default="", metavar="FILE",

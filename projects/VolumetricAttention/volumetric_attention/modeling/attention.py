@@ -62,7 +62,24 @@ def _slice_weights(query: torch.Tensor, keys: torch.Tensor, scaled: bool) -> tor
     return logits.softmax(dim=1)
 
 
-class VolumetricChannelAttention(nn.Module):
+class _VolumetricGate(nn.Module):
+    """A gate computed from the target and its bag, multiplied into the target (channel or spatial attention)."""
+
+    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
+        """
+        Args:
+            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
+            return_attention: also return ``(gate, slice weights [B, N])``; the gate is ``[B, C, 1, 1]`` for
+                channel attention and ``[B, 1, H, W]`` for spatial attention.
+        Returns:
+            the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
+        """
+        gate, weights = self.attention(target, bag)
+        out = target * gate
+        return (out, (gate, weights)) if return_attention else out
+
+
+class VolumetricChannelAttention(_VolumetricGate):
     """Volumetric channel attention (paper section 2.2, eq. 2).
 
     ``F_emb(X) = W2 · ReLU(W1 · GAP(X))`` (two 1×1 convs, reduction ``r``) embeds the target and every bag member;
@@ -109,20 +126,8 @@ class VolumetricChannelAttention(nn.Module):
         gate = torch.sigmoid(self.gate_conv(F.relu(context)))
         return gate, weights
 
-    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
-        """
-        Args:
-            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
-            return_attention: also return ``(gate [B, C, 1, 1], slice weights [B, N])``.
-        Returns:
-            the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
-        """
-        gate, weights = self.attention(target, bag)
-        out = target * gate
-        return (out, (gate, weights)) if return_attention else out
 
-
-class VolumetricSpatialAttention(nn.Module):
+class VolumetricSpatialAttention(_VolumetricGate):
     """Volumetric spatial attention (paper section 2.3, eq. 3).
 
     ``F_pool(X) = [max_C X, mean_C X]`` ``[2, H, W]``; ``F_emb(X) = W * F_pool(X)`` (a k×k conv to one map);
@@ -167,18 +172,6 @@ class VolumetricSpatialAttention(nn.Module):
         context = torch.einsum("bn,bnp->bp", weights, keys).view(b, 1, h, w)
         gate = torch.sigmoid(self.gate_conv(F.relu(context)))
         return gate, weights
-
-    def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
-        """
-        Args:
-            target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
-            return_attention: also return ``(gate [B, 1, H, W], slice weights [B, N])``.
-        Returns:
-            the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
-        """
-        gate, weights = self.attention(target, bag)
-        out = target * gate
-        return (out, (gate, weights)) if return_attention else out
 
 
 class VolumetricAttention(nn.Module):

@@ -8,13 +8,14 @@ import argparse
 import os
 import sys
 
+from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.phantoms import write_phantom_dataset
-from volumetric_attention.data.prepare import add_common_arguments, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
 
 def build_parser():
-    root = os.environ.get("VA_DATASETS", "datasets")
+    root = datasets_root()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(root, "phantom"), help="folder for volume-K/segmentation-K")
     parser.add_argument("--cache", default=os.path.join(root, "cache", "phantom"), help="cache folder to write")
@@ -45,8 +46,7 @@ def main(argv=None):
         return 0
     hu_window, slice_spacing, _ = settings_from_args(args)
     result = prepare_lits(args.out, args.cache, hu_window, slice_spacing, args.workers)
-    print(f"cache -> {args.cache}", file=sys.stderr)
-    return 0 if result.ok else 1
+    return report(result, args.cache)
 
 
 if __name__ == "__main__":

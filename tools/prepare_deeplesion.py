@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.deeplesion import prepare_deeplesion
 from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
@@ -19,7 +20,7 @@ DEFAULT_SLICE_SPACING = 2.0
 
 
 def build_parser():
-    root = os.environ.get("VA_DATASETS", "datasets")
+    root = datasets_root()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default=os.path.join(root, "DeepLesion"),
                         help="folder with DL_info.csv and Images_png/")

@@ -10,12 +10,13 @@ import argparse
 import os
 import sys
 
+from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
 
 def build_parser():
-    root = os.environ.get("VA_DATASETS", "datasets")
+    root = datasets_root()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default=os.path.join(root, "LiTS"), help="folder with the LiTS/MSD volumes")
     parser.add_argument("--cache", default=os.path.join(root, "cache", "lits"), help="cache folder to write")

@@ -132,7 +132,7 @@ def longest_axial_diameter_mm(mask_zyx, spacing_zyx):
     return best
 
 
-def find_lesions(mask_zyx, spacing_zyx, connectivity=26, axial_diameter=True) -> List[Lesion]:
+def find_lesions(mask_zyx, spacing_zyx, connectivity=26, axial_diameter=True, components=None) -> List[Lesion]:
     """All lesions (3D connected components) of a mask, largest first.
 
     Args:
@@ -140,10 +140,11 @@ def find_lesions(mask_zyx, spacing_zyx, connectivity=26, axial_diameter=True) ->
         spacing_zyx: (z, y, x) voxel spacing in mm of that array.
         connectivity: 26 (default) or 6.
         axial_diameter: also measure ``longest_axial_diameter_mm`` (a loop over each lesion's slices).
+        components: ``label_components(mask_zyx, connectivity)`` when the caller already has it.
     Returns:
         list of :class:`Lesion`, sorted by decreasing volume; ``Lesion.label`` indexes ``label_components(mask)``.
     """
-    labels, n = label_components(mask_zyx, connectivity)
+    labels, n = components if components is not None else label_components(mask_zyx, connectivity)
     if n == 0:
         return []
     index = np.arange(1, n + 1)

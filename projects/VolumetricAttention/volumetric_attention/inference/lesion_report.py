@@ -26,11 +26,11 @@ def lesion_report(lesion_mask, lesion_score, geometry):
         list of dicts with the keys of ``FIELDS``, largest lesion first. Centroids are physical (x, y, z) in mm in
         the scanner's LPS frame (the frame of the input's origin/direction), and canonical voxel indices.
     """
-    lesions = find_lesions(lesion_mask, geometry.spacing_zyx)
+    components = label_components(lesion_mask)
+    lesions = find_lesions(lesion_mask, geometry.spacing_zyx, components=components)
     if not lesions:
         return []
-    components, _ = label_components(lesion_mask)
-    max_scores = ndimage.maximum(lesion_score, components, [l.label for l in lesions])
+    max_scores = ndimage.maximum(lesion_score, components[0], [l.label for l in lesions])
     origin = np.asarray(geometry.canonical_origin)
     direction = np.asarray(geometry.canonical_direction).reshape(3, 3)
     spacing_xyz = np.asarray(geometry.canonical_spacing)

@@ -15,19 +15,10 @@ import logging
 import os
 import sys
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-def case_name(path):
-    name = os.path.basename(os.path.normpath(path))
-    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def expand_inputs(inputs):
     """Volume files and DICOM folders named by ``inputs`` (files, folders, globs), in a stable order."""
+    from volumetric_attention.data.volume_io import VOLUME_SUFFIXES
+
     found = []
     for item in inputs:
         matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
@@ -63,6 +54,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from volumetric_attention import get_va_cfg
+    from volumetric_attention.data.volume_io import case_name
     from volumetric_attention.inference import VolumePredictor, write_lesion_report
 
     try:

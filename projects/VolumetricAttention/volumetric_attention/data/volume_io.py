@@ -24,6 +24,20 @@ CANONICAL_ORIENTATION = "LPS"
 MIN_SLICES = 3
 
 
+# file types read as volumes (anything else given as a folder is read as a DICOM series)
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def case_name(path) -> str:
+    """A volume's case name: its file name without the volume suffix (``a/case.1.nii.gz`` -> ``case.1``), or the
+    folder name of a DICOM series."""
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 class VolumeError(ValueError):
     """Bad or unreadable volume. The message is one line naming the file and the reason."""
 

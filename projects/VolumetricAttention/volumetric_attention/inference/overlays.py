@@ -48,25 +48,27 @@ def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(
 def slices_that_matter(prediction=None, ground_truth=None, count=6):
     """The ``count`` axial slices most worth looking at, in z order.
 
-    Half are the slices with the most lesion (predicted or true), half those where prediction and ground truth
-    disagree most on lesion; without lesions, the slices with the most liver. Arrays are (Z, H, W) label volumes.
+    Slices where prediction and ground truth disagree most on lesion alternate with the slices with the most lesion
+    (predicted or true); slices with neither are ranked by their amount of liver. Arrays are (Z, H, W) label volumes.
     """
     volumes = [v for v in (prediction, ground_truth) if v is not None]
     if not volumes:
         raise ValueError("need a prediction or a ground truth to choose slices")
-    lesion = sum((v == LESION).sum(axis=(1, 2)) for v in volumes)
-    ranking = [np.argsort(-lesion, kind="stable")]
+    scores = [sum((v == LESION).sum(axis=(1, 2)) for v in volumes)]
     if prediction is not None and ground_truth is not None:
-        disagreement = ((prediction == LESION) != (ground_truth == LESION)).sum(axis=(1, 2))
-        ranking.insert(0, np.argsort(-disagreement, kind="stable"))
-    if not lesion.any():
-        ranking = [np.argsort(-sum((v >= LIVER).sum(axis=(1, 2)) for v in volumes), kind="stable")]
+        scores.insert(0, ((prediction == LESION) != (ground_truth == LESION)).sum(axis=(1, 2)))
+    # each lesion ranking keeps only the slices it has something to say about; they take turns
+    rankings = [[int(z) for z in np.argsort(-score, kind="stable") if score[z] > 0] for score in scores]
     chosen = []
-    for rank in range(len(lesion)):
-        for order in ranking:
-            z = int(order[rank])
-            if z not in chosen and len(chosen) < count:
-                chosen.append(z)
+    for rank in range(max(map(len, rankings))):
+        for order in rankings:
+            if rank < len(order) and order[rank] not in chosen and len(chosen) < count:
+                chosen.append(order[rank])
+    # too few lesion slices: fill with the slices with the most liver
+    liver = sum((v >= LIVER).sum(axis=(1, 2)) for v in volumes)
+    for z in np.argsort(-liver, kind="stable"):
+        if len(chosen) < count and int(z) not in chosen:
+            chosen.append(int(z))
     return sorted(chosen)
 
 
@@ -92,7 +94,7 @@ def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..data.volume_io import read_volume
+    from ..data.volume_io import case_name, read_volume
     from ..utils.atomic_io import atomic_open
 
     hu, _ = read_volume(volume)
@@ -104,7 +106,7 @@ def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=N
             raise ValueError(f"{volume}: slices {bad} outside 0..{hu.shape[0] - 1}")
     else:
         slices = slices_that_matter(pred, gt, count)
-    name = os.path.basename(os.path.normpath(volume)).split(".")[0]
+    name = case_name(volume)
     written, images = [], []
     for z in slices:
         image = draw_slice_overlay(hu[z], None if pred is None else pred[z], None if gt is None else gt[z],

@@ -2,7 +2,7 @@
 """Write synthetic abdomen CT phantoms in the LiTS layout and prepare them into the cache (phantom_train/val).
 
     python tools/make_phantoms.py [--out $VA_DATASETS/phantom] [--cache $VA_DATASETS/cache/phantom] \
-        [--num-cases 8] [--seed 0] [--config-file ...yaml]
+        [--num-cases 8] [--seed 0] [--profile abdomen|zcontext] [--config-file ...yaml]
 """
 import argparse
 import os
@@ -10,7 +10,7 @@ import sys
 
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
-from volumetric_attention.data.phantoms import write_phantom_dataset
+from volumetric_attention.data.phantoms import PROFILES, write_phantom_dataset
 from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
 
 
@@ -25,6 +25,8 @@ def build_parser():
     parser.add_argument("--size", type=int, default=128, help="in-plane size in pixels")
     parser.add_argument("--slice-thickness", type=float, default=None,
                         help="slice spacing of the phantoms in mm (default: random 1-3)")
+    parser.add_argument("--profile", default="abdomen", choices=sorted(PROFILES),
+                        help="vessel and lesion sizes and counts, field of view (see data/phantoms.py)")
     parser.add_argument("--no-prepare", action="store_true", help="only write the NIfTI files")
     return add_common_arguments(parser)
 
@@ -35,12 +37,13 @@ def main(argv=None):
     if args.slices is not None or args.size != 128:
         shape = (args.slices or 60, args.size, args.size)
     spacing = None
+    inplane = PROFILES[args.profile]["fov_mm"] / args.size
     if args.slice_thickness is not None:
-        inplane = 350.0 / args.size
         spacing = (args.slice_thickness, inplane, inplane)
     if shape is not None and spacing is None:
-        spacing = (2.0, 350.0 / args.size, 350.0 / args.size)
-    write_phantom_dataset(args.out, args.num_cases, args.seed, shape=shape, spacing=spacing, progress=True)
+        spacing = (2.0, inplane, inplane)
+    write_phantom_dataset(args.out, args.num_cases, args.seed, shape=shape, spacing=spacing, progress=True,
+                          profile=args.profile)
     print(f"{args.num_cases} phantoms -> {args.out}", file=sys.stderr)
     if args.no_prepare:
         return 0

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
@@ -37,3 +38,34 @@ def test_phantom_anatomy_vessels_are_liver_and_long():
     les, m = ndimage.label(labels == 2)
     les_extents = [s[0].stop - s[0].start for s in ndimage.find_objects(les)]
     assert min(les_extents) < max(extents) / 2
+
+
+def test_default_profile_is_the_abdomen_profile_and_unknown_profiles_fail():
+    a = make_phantom(5, shape=(16, 48, 48), spacing=(2.0, 7.0, 7.0))
+    b = make_phantom(5, shape=(16, 48, 48), spacing=(2.0, 7.0, 7.0), profile="abdomen")
+    np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="unknown phantom profile 'lung'"):
+        make_phantom(5, profile="lung")
+
+
+def test_zcontext_profile_vessels_as_wide_as_small_lesions_but_longer():
+    """In the z-context profile a vessel's cross-section is as wide as a small lesion's; only z tells them apart."""
+    _, labels, (sz, sy, _) = make_phantom(2, shape=(60, 128, 128), profile="zcontext")
+    assert 1.5 <= sy <= 1.7
+    hu, _, _ = make_phantom(2, shape=(60, 128, 128), profile="zcontext", noise_hu=0.0)
+    vessel = (labels == 1) & (np.abs(hu - 60.0) > 35.0)
+    comps, _ = ndimage.label(vessel)
+    lengths = [(sl[0].stop - sl[0].start) * sz for sl in ndimage.find_objects(comps)]
+    assert sum(length > 30.0 for length in lengths) >= 4  # 4-7 vessels through the liver
+    # in-plane cross-sections: median equivalent diameter of the 2D vessel components, slice by slice
+    widths = []
+    for z in range(vessel.shape[0]):
+        cross, k = ndimage.label(vessel[z])
+        if k:
+            areas = ndimage.sum_labels(np.ones_like(cross), cross, index=np.arange(1, k + 1))
+            widths += list(2 * np.sqrt(areas / np.pi) * sy)
+    assert 7.0 <= np.median(widths) <= 12.0, np.median(widths)
+    les, m = ndimage.label(labels == 2)
+    small = [s for s in ndimage.find_objects(les) if (s[0].stop - s[0].start) * sz <= 15.0]
+    assert small, "the zcontext profile makes small lesions"
+    assert max(lengths) > 3 * 15.0

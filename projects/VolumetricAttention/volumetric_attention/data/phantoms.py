@@ -12,10 +12,35 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-__all__ = ["make_phantom", "write_phantom", "write_phantom_dataset"]
+__all__ = ["PROFILES", "make_phantom", "write_phantom", "write_phantom_dataset"]
 
 AIR, FAT, SOFT_TISSUE, LIVER, SPLEEN, KIDNEY, BONE, MARROW = -1000.0, -100.0, 40.0, 60.0, 50.0, 150.0, 700.0, 250.0
 HYPO, HYPER = 15.0, 130.0  # lesion (and vessel) intensities, enough contrast to the liver's 60 HU
+
+
+# What varies between phantom profiles. Ranges are drawn uniformly per case (counts: integers, inclusive).
+PROFILES = {
+    # A ~350 mm field of view; thin vessels and small lesions are only 1.5-3 pixels wide at 128 px.
+    "abdomen": {
+        "inplane_mm": (2.6, 3.0),  # in-plane pixel spacing at 128 px
+        "fov_mm": 350.0,  # field of view used when a caller fixes the slice size
+        "vessels": (2, 4),  # vessels per case
+        "vessel_diameter_mm": (4.0, 7.0),
+        "small_lesions": (1, 3), "small_lesion_diameter_mm": (3.0, 8.0),
+        "large_lesions": (1, 3), "large_lesion_diameter_mm": (8.0, 40.0),
+    },
+    # The z-context study's phantoms: a ~200 mm field of view (liver region), vessels exactly as wide as the small
+    # lesions, and more of both, so that in one slice (and in one 3-slice image) they look alike, 6-10 pixels wide
+    # at 128 px. A vessel runs through the whole liver along z; a small lesion is 7-12 mm long.
+    "zcontext": {
+        "inplane_mm": (1.5, 1.7),
+        "fov_mm": 205.0,
+        "vessels": (4, 7),
+        "vessel_diameter_mm": (7.0, 12.0),
+        "small_lesions": (2, 4), "small_lesion_diameter_mm": (7.0, 12.0),
+        "large_lesions": (1, 2), "large_lesion_diameter_mm": (15.0, 30.0),
+    },
+}
 
 
 def _ellipsoid(zz, yy, xx, centre, radii):
@@ -24,22 +49,27 @@ def _ellipsoid(zz, yy, xx, centre, radii):
 
 
 def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
-                 noise_hu: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
-    """One phantom. Deterministic in ``seed``.
+                 noise_hu: Optional[float] = None,
+                 profile: str = "abdomen") -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
+    """One phantom. Deterministic in ``seed`` and ``profile``.
 
     Args:
         shape: (Z, H, W); default Z in [40, 80], 128 x 128.
-        spacing: (z, y, x) mm; default z in [1, 3] mm, in-plane about 2.6-3.0 mm (a ~350 mm field of view).
+        spacing: (z, y, x) mm; default z in [1, 3] mm, in-plane from the profile.
         noise_hu: std of the Gaussian noise; default in [10, 20] HU.
+        profile: a key of :data:`PROFILES` (sizes and counts of vessels and lesions, field of view).
     Returns:
         hu: (Z, H, W) float32 HU; labels: (Z, H, W) uint8 (0 background, 1 liver incl. vessels, 2 lesion);
         spacing (z, y, x) mm.
     """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown phantom profile {profile!r}; choose from {sorted(PROFILES)}")
+    prof = PROFILES[profile]
     rng = np.random.default_rng(seed)
     if shape is None:
         shape = (int(rng.integers(40, 81)), 128, 128)
     if spacing is None:
-        inplane = float(rng.uniform(2.6, 3.0))
+        inplane = float(rng.uniform(*prof["inplane_mm"]))
         spacing = (float(np.round(rng.uniform(1.0, 3.0), 2)), inplane, inplane)
     z_n, h, w = (int(s) for s in shape)
     sz, sy, sx = (float(s) for s in spacing)
@@ -84,19 +114,21 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
 
     # vessels: thin tubes along z with a slow in-plane drift, lesion-like intensity, labelled liver
     liver_idx = np.argwhere(liver)
-    for _ in range(int(rng.integers(2, 5))):
+    lo, hi = prof["vessels"]
+    for _ in range(int(rng.integers(lo, hi + 1))):
         y0, x0 = liver_idx[rng.integers(len(liver_idx))][1:]
-        radius = rng.uniform(2.0, 3.5)
+        radius = rng.uniform(*prof["vessel_diameter_mm"]) / 2
         dy, dx = rng.uniform(-0.15, 0.15, size=2)  # mm of drift per mm along z: "mostly along z"
         cy = (y0 - h / 2) * sy + dy * (zz - length / 2)
         cx = (x0 - w / 2) * sx + dx * (zz - length / 2)
         tube = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) & liver
         hu[tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture[tube] * 0.5
 
-    # lesions: ellipsoids of 3-40 mm diameter, hypo- or hyper-dense, kept inside the liver
+    # lesions: ellipsoids, small and larger, hypo- or hyper-dense, kept inside the liver
     depth = ndimage.distance_transform_edt(liver, sampling=(sz, sy, sx))
-    diameters = np.concatenate([rng.uniform(3, 8, size=int(rng.integers(1, 4))),
-                                rng.uniform(8, 40, size=int(rng.integers(1, 4)))])
+    (s_lo, s_hi), (l_lo, l_hi) = prof["small_lesions"], prof["large_lesions"]
+    diameters = np.concatenate([rng.uniform(*prof["small_lesion_diameter_mm"], size=int(rng.integers(s_lo, s_hi + 1))),
+                                rng.uniform(*prof["large_lesion_diameter_mm"], size=int(rng.integers(l_lo, l_hi + 1)))])
     for d in diameters:
         r = d / 2
         inside = np.argwhere(depth >= min(r, depth.max() * 0.8))
@@ -125,7 +157,8 @@ def write_phantom(hu: np.ndarray, labels: np.ndarray, spacing_zyx, volume_path, 
         _write_image_atomic(image, path)
 
 
-def write_phantom_dataset(out_dir, num_cases: int = 8, seed: int = 0, shape=None, spacing=None, progress=False):
+def write_phantom_dataset(out_dir, num_cases: int = 8, seed: int = 0, shape=None, spacing=None, progress=False,
+                          profile: str = "abdomen"):
     """Write ``volume-K.nii.gz`` + ``segmentation-K.nii.gz`` for K = 0..num_cases-1 into ``out_dir`` (LiTS layout).
 
     Case K uses seed ``seed * 100003 + K``, so cases are independent of ``num_cases``. Returns the written paths.
@@ -138,7 +171,7 @@ def write_phantom_dataset(out_dir, num_cases: int = 8, seed: int = 0, shape=None
         cases = tqdm(cases, desc="phantoms")
     paths = []
     for k in cases:
-        hu, labels, spacing_k = make_phantom(seed * 100003 + k, shape=shape, spacing=spacing)
+        hu, labels, spacing_k = make_phantom(seed * 100003 + k, shape=shape, spacing=spacing, profile=profile)
         vol = os.path.join(out_dir, f"volume-{k}.nii.gz")
         seg = os.path.join(out_dir, f"segmentation-{k}.nii.gz")
         write_phantom(hu, labels, spacing_k, vol, seg)

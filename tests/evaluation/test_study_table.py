@@ -1,0 +1,56 @@
+"""tools/study_table.py: mean ± std over seeds from evaluation summaries and detectron2 metrics."""
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("_tool_study_table", ROOT / "tools" / "study_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path, name, dice, fp, times):
+    run = tmp_path / name
+    folder = run / "inference" / "phantom_val"
+    folder.mkdir(parents=True)
+    metrics = {"tumour_dice_per_case": dice, "tumour_dice_global": dice + 0.1, "fp_lesions_per_case": fp,
+               "lesion_recall": 0.5, "lesion_recall_small": None, "liver_dice_per_case": 0.95}
+    (folder / "lits_summary.json").write_text(json.dumps({"type": "lits", "metrics": metrics}))
+    (run / "metrics.json").write_text("\n".join(json.dumps({"iteration": i, "time": t}) for i, t in enumerate(times))
+                                      + "\n" + json.dumps({"iteration": 99, "eval": 1}) + "\n")
+    return str(run)
+
+
+def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys):
+    a = _run(tmp_path, "base_s0", 0.30, 1.0, [0.2, 0.3, 0.4])
+    b = _run(tmp_path, "base_s1", 0.50, 2.0, [0.5])
+    c = _run(tmp_path, "va_s0", 0.62, 0.0, [0.9, 1.1])
+    out = tmp_path / "study.json"
+    assert _tool().main([f"baseline={a},{b}", f"VA={c}", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| model | runs | tumour Dice per case | Dice global | FP lesions per case")
+    base = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    sd = statistics.stdev([30.0, 50.0])
+    assert base[:4] == ["baseline", "2", f"40.0 ± {sd:.1f}", f"50.0 ± {sd:.1f}"]
+    assert base[4] == f"1.50 ± {statistics.stdev([1.0, 2.0]):.2f}"
+    assert base[6] == "n/a"  # small-lesion recall missing in both runs
+    assert base[-1] == f"0.40 ± {statistics.stdev([0.3, 0.5]):.2f}"  # medians 0.3 and 0.5 s/iteration
+    va = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert va[:3] == ["VA", "1", "62.0"] and va[-1] == "1.00"
+    saved = json.loads(out.read_text())
+    assert saved[c]["label"] == "VA" and abs(saved[c]["tumour_dice_per_case"] - 62.0) < 1e-9
+
+
+def test_unfinished_run_is_listed_and_exit_code_is_1(tmp_path, capsys):
+    a = _run(tmp_path, "base_s0", 0.30, 1.0, [0.2])
+    missing = tmp_path / "va_s0"
+    missing.mkdir()
+    assert _tool().main([f"baseline={a}", f"VA={missing}"]) == 1
+    captured = capsys.readouterr()
+    assert "| baseline | 1 | 30.0 |" in captured.out and "| VA |" not in captured.out
+    assert "skipped" in captured.err and "va_s0" in captured.err and "did it finish" in captured.err

@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Summarise training runs over seeds: one Markdown row per model, mean ± std over its runs (seeds).
+
+    tools/study_table.py LABEL=RUN_DIR[,RUN_DIR...] [LABEL=...] [--dataset phantom_val] [--json OUT.json]
+
+Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its LiTS evaluation ``inference/<dataset>/lits_summary.json`` gives
+the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. Lesion figures
+are in percent; FP lesions are per case. ``--json`` also writes every run's values (atomically).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+
+# (column title, summary key, scale)
+COLUMNS = [
+    ("tumour Dice per case", "tumour_dice_per_case", 100.0),
+    ("Dice global", "tumour_dice_global", 100.0),
+    ("FP lesions per case", "fp_lesions_per_case", 1.0),
+    ("lesion recall", "lesion_recall", 100.0),
+    ("recall s", "lesion_recall_small", 100.0),
+    ("recall m", "lesion_recall_medium", 100.0),
+    ("recall l", "lesion_recall_large", 100.0),
+    ("lesion Dice s", "lesion_dice_small", 100.0),
+    ("lesion Dice m", "lesion_dice_medium", 100.0),
+    ("lesion Dice l", "lesion_dice_large", 100.0),
+    ("liver Dice per case", "liver_dice_per_case", 100.0),
+]
+
+
+def seconds_per_iteration(run_dir):
+    """Median of detectron2's per-iteration ``time`` in ``metrics.json``, or None."""
+    path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    times = []
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                record = json.loads(line)
+                if "time" in record:
+                    times.append(float(record["time"]))
+    return statistics.median(times) if times else None
+
+
+def read_run(run_dir, dataset):
+    """The run's values by summary key (scaled as in :data:`COLUMNS`) plus ``s_per_iter``."""
+    from volumetric_attention.evaluation import load_results
+
+    path = os.path.join(run_dir, "inference", dataset, "lits_summary.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no LiTS evaluation in this run (did it finish?)")
+    metrics = load_results(path)["metrics"]
+    values = {key: None if metrics.get(key) is None else float(metrics[key]) * scale for _, key, scale in COLUMNS}
+    values["s_per_iter"] = seconds_per_iteration(run_dir)
+    return values
+
+
+def _cell(values, digits):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def markdown(rows):
+    """rows: [(label, [run values, ...])] -> Markdown table (mean ± sample std over runs)."""
+    head = ["model", "runs"] + [title for title, _, _ in COLUMNS] + ["s / iteration"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, runs in rows:
+        cells = [label, str(len(runs))]
+        for _, key, _ in COLUMNS:
+            cells.append(_cell([r[key] for r in runs], 2 if key == "fp_lesions_per_case" else 1))
+        cells.append(_cell([r["s_per_iter"] for r in runs], 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", metavar="LABEL=RUN_DIR[,RUN_DIR...]")
+    parser.add_argument("--dataset", default="phantom_val", help="evaluated dataset name (default phantom_val)")
+    parser.add_argument("--json", help="also write every run's values to this JSON file")
+    args = parser.parse_args(argv)
+
+    rows, failures, per_run = [], [], {}
+    for spec in args.models:
+        label, sep, dirs = spec.partition("=")
+        if not sep or not label or not dirs:
+            parser.error(f"{spec!r}: expected LABEL=RUN_DIR[,RUN_DIR...]")
+        runs = []
+        for run_dir in dirs.split(","):
+            try:
+                values = read_run(run_dir, args.dataset)
+            except (OSError, ValueError) as e:
+                failures.append(str(e))
+                continue
+            runs.append(values)
+            per_run[run_dir] = dict(values, label=label)
+        if runs:
+            rows.append((label, runs))
+    print(markdown(rows))
+    if args.json:
+        from volumetric_attention.evaluation.results_io import write_json
+
+        write_json(args.json, per_run)
+    for failure in failures:
+        print(f"study_table: skipped {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@
 
 Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its LiTS evaluation ``inference/<dataset>/lits_summary.json`` gives
 the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. Lesion figures
-are in percent; FP lesions are per case. ``--json`` also writes every run's values (atomically).
+are in percent, as the evaluator writes them; FP lesions are per case. ``--json`` also writes every run's values (atomically).
 """
 import argparse
 import json
@@ -13,19 +13,19 @@ import os
 import statistics
 import sys
 
-# (column title, summary key, scale)
+# (column title, key of the LiTS evaluator's summary; percent except FP lesions per case)
 COLUMNS = [
-    ("tumour Dice per case", "tumour_dice_per_case", 100.0),
-    ("Dice global", "tumour_dice_global", 100.0),
-    ("FP lesions per case", "fp_lesions_per_case", 1.0),
-    ("lesion recall", "lesion_recall", 100.0),
-    ("recall s", "lesion_recall_small", 100.0),
-    ("recall m", "lesion_recall_medium", 100.0),
-    ("recall l", "lesion_recall_large", 100.0),
-    ("lesion Dice s", "lesion_dice_small", 100.0),
-    ("lesion Dice m", "lesion_dice_medium", 100.0),
-    ("lesion Dice l", "lesion_dice_large", 100.0),
-    ("liver Dice per case", "liver_dice_per_case", 100.0),
+    ("tumour Dice per case", "tumour_dice_per_case"),
+    ("Dice global", "tumour_dice_global"),
+    ("FP lesions per case", "fp_lesions_per_case"),
+    ("lesion recall", "lesion_recall"),
+    ("recall s", "lesion_recall_small"),
+    ("recall m", "lesion_recall_medium"),
+    ("recall l", "lesion_recall_large"),
+    ("lesion Dice s", "lesion_dice_small"),
+    ("lesion Dice m", "lesion_dice_medium"),
+    ("lesion Dice l", "lesion_dice_large"),
+    ("liver Dice per case", "liver_dice_per_case"),
 ]
 
 
@@ -46,14 +46,14 @@ def seconds_per_iteration(run_dir):
 
 
 def read_run(run_dir, dataset):
-    """The run's values by summary key (scaled as in :data:`COLUMNS`) plus ``s_per_iter``."""
+    """The run's values by summary key (as the evaluator wrote them) plus ``s_per_iter``."""
     from volumetric_attention.evaluation import load_results
 
     path = os.path.join(run_dir, "inference", dataset, "lits_summary.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no LiTS evaluation in this run (did it finish?)")
     metrics = load_results(path)["metrics"]
-    values = {key: None if metrics.get(key) is None else float(metrics[key]) * scale for _, key, scale in COLUMNS}
+    values = {key: None if metrics.get(key) is None else float(metrics[key]) for _, key in COLUMNS}
     values["s_per_iter"] = seconds_per_iteration(run_dir)
     return values
 
@@ -70,11 +70,11 @@ def _cell(values, digits):
 
 def markdown(rows):
     """rows: [(label, [run values, ...])] -> Markdown table (mean ± sample std over runs)."""
-    head = ["model", "runs"] + [title for title, _, _ in COLUMNS] + ["s / iteration"]
+    head = ["model", "runs"] + [title for title, _ in COLUMNS] + ["s / iteration"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, runs in rows:
         cells = [label, str(len(runs))]
-        for _, key, _ in COLUMNS:
+        for _, key in COLUMNS:
             cells.append(_cell([r[key] for r in runs], 2 if key == "fp_lesions_per_case" else 1))
         cells.append(_cell([r["s_per_iter"] for r in runs], 2))
         lines.append("| " + " | ".join(cells) + " |")

@@ -18,8 +18,8 @@ def _run(tmp_path, name, dice, fp, times):
     run = tmp_path / name
     folder = run / "inference" / "phantom_val"
     folder.mkdir(parents=True)
-    metrics = {"tumour_dice_per_case": dice, "tumour_dice_global": dice + 0.1, "fp_lesions_per_case": fp,
-               "lesion_recall": 0.5, "lesion_recall_small": None, "liver_dice_per_case": 0.95}
+    metrics = {"tumour_dice_per_case": dice, "tumour_dice_global": dice + 10.0, "fp_lesions_per_case": fp,
+               "lesion_recall": 50.0, "lesion_recall_small": None, "liver_dice_per_case": 95.0}
     (folder / "lits_summary.json").write_text(json.dumps({"type": "lits", "metrics": metrics}))
     (run / "metrics.json").write_text("\n".join(json.dumps({"iteration": i, "time": t}) for i, t in enumerate(times))
                                       + "\n" + json.dumps({"iteration": 99, "eval": 1}) + "\n")
@@ -27,9 +27,9 @@ def _run(tmp_path, name, dice, fp, times):
 
 
 def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys):
-    a = _run(tmp_path, "base_s0", 0.30, 1.0, [0.2, 0.3, 0.4])
-    b = _run(tmp_path, "base_s1", 0.50, 2.0, [0.5])
-    c = _run(tmp_path, "va_s0", 0.62, 0.0, [0.9, 1.1])
+    a = _run(tmp_path, "base_s0", 30.0, 1.0, [0.2, 0.3, 0.4])
+    b = _run(tmp_path, "base_s1", 50.0, 2.0, [0.5])
+    c = _run(tmp_path, "va_s0", 62.0, 0.0, [0.9, 1.1])
     out = tmp_path / "study.json"
     assert _tool().main([f"baseline={a},{b}", f"VA={c}", "--json", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -47,7 +47,7 @@ def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys):
 
 
 def test_unfinished_run_is_listed_and_exit_code_is_1(tmp_path, capsys):
-    a = _run(tmp_path, "base_s0", 0.30, 1.0, [0.2])
+    a = _run(tmp_path, "base_s0", 30.0, 1.0, [0.2])
     missing = tmp_path / "va_s0"
     missing.mkdir()
     assert _tool().main([f"baseline={a}", f"VA={missing}"]) == 1

@@ -44,6 +44,8 @@ def add_va_config(cfg):
     # ---------------------------------------------------------------- data loading
     # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.
     _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
+    # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so that their overlapping bags share backbone passes; 1 = independent sampling; SOLVER.IMS_PER_BATCH must be divisible by it.
+    _C.DATALOADER.SHARED_BAG_TARGETS = 1
 
     # ---------------------------------------------------------------- evaluation
     _C.TEST.CT = CN()

@@ -1,4 +1,5 @@
-"""CT data: volume I/O with geometry, preprocessing, the cache, dataset registration and the bag mapper.
+"""CT data: volume I/O with geometry, preprocessing, the cache, dataset registration, the bag mapper and slice
+groups.
 
 Importing this package registers the datasets (lazily: no file is read until a dataset is loaded).
 """
@@ -8,8 +9,9 @@ from .cache import CacheError, CachedCase, load_case
 from .mapper import VolumetricDatasetMapper
 from .preprocessing import SliceResampler, preprocess_volume, window
 from .sampling import filter_negative_slices
+from .slice_groups import SliceGroupMapper, flatten_groups, make_slice_groups
 from .volume_io import Geometry, VolumeError, read_volume, write_label_volume
 
 __all__ = ["bag_slice_indices", "make_bag_array", "CacheError", "CachedCase", "load_case", "VolumetricDatasetMapper",
-           "SliceResampler", "preprocess_volume", "window", "filter_negative_slices", "Geometry", "VolumeError",
-           "read_volume", "write_label_volume"]
+           "SliceResampler", "preprocess_volume", "window", "filter_negative_slices", "make_slice_groups",
+           "SliceGroupMapper", "flatten_groups", "Geometry", "VolumeError", "read_volume", "write_label_volume"]

@@ -2,7 +2,7 @@
 import copy
 import logging
 from collections import OrderedDict
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,9 +26,31 @@ def _rle_to_polygons(rle: dict) -> List[List[float]]:
     return GenericMask(rle, h, w).polygons
 
 
+class _BagAugInput(T.AugInput):
+    """``AugInput`` of a bag (H, W, 3N) whose image transforms act on each 2.5D image (3 channels) on its own.
+
+    Augmentations still see the whole bag when they draw their transforms. One interpolation over all 3N channels
+    rounds some channels differently from others (vectorised and tail channels), so a 2.5D image resized on its own
+    has the same pixels at every bag position and in the bag of any target: the bags of one slice group share
+    bit-identical images, and training sees what volume inference (which resizes each 2.5D image) sees.
+    """
+
+    def transform(self, tfm: T.Transform) -> None:
+        if isinstance(tfm, T.TransformList):  # transform by transform, as replaying a TransformList does
+            for t in tfm.transforms:
+                self.transform(t)
+            return
+        parts = [np.ascontiguousarray(self.image[..., c:c + 3]) for c in range(0, self.image.shape[2], 3)]
+        self.image = np.concatenate([tfm.apply_image(p) for p in parts], axis=2)
+        if self.boxes is not None:
+            self.boxes = tfm.apply_box(self.boxes)
+        if self.sem_seg is not None:
+            self.sem_seg = tfm.apply_segmentation(self.sem_seg)
+
+
 class VolumetricDatasetMapper:
     """Reads the bag around a dataset dict's target slice from the cache and applies one geometric transform to all
-    of it and to the target's annotations.
+    of it (to each 2.5D image on its own) and to the target's annotations.
 
     Returns a dict with:
         image: float32 tensor (3N, H', W'), 0..255 scale; channels are N 2.5D images of 3 slices, target in the middle.
@@ -95,6 +117,19 @@ class VolumetricDatasetMapper:
         return case
 
     def __call__(self, dataset_dict: dict) -> dict:
+        return self.map_with_transforms(dataset_dict)[0]
+
+    def map_with_transforms(self, dataset_dict: dict, transforms: Optional[T.TransformList] = None
+                            ) -> Tuple[dict, T.TransformList]:
+        """Map one dataset dict, drawing the augmentation or applying a given one.
+
+        Args:
+            dataset_dict: one target slice's dataset dict.
+            transforms: the transforms another call returned for a slice of the same case (same H, W), applied
+                as they are instead of drawing new ones; None draws them from the augmentations.
+        Returns:
+            (what :meth:`__call__` returns, the transforms applied to the bag and the annotations).
+        """
         dataset_dict = copy.copy(dataset_dict)
         case = self._open(dataset_dict["case_dir"])
         z = int(dataset_dict["slice_index"])
@@ -102,8 +137,11 @@ class VolumetricDatasetMapper:
 
         want_sem_seg = "sem_seg" in self.targets and case.label is not None
         sem_seg = np.asarray(case.label[z]) if want_sem_seg else None
-        aug_input = T.AugInput(image, sem_seg=sem_seg)
-        transforms = self.augmentations(aug_input)
+        aug_input = _BagAugInput(image, sem_seg=sem_seg)
+        if transforms is None:
+            transforms = self.augmentations(aug_input)
+        else:
+            aug_input.transform(transforms)
         image, sem_seg = aug_input.image, aug_input.sem_seg
         image_shape = image.shape[:2]
 
@@ -113,13 +151,13 @@ class VolumetricDatasetMapper:
 
         annos = dataset_dict.pop("annotations", None)
         if not self.is_train or annos is None or "instances" not in self.targets:
-            return dataset_dict
+            return dataset_dict, transforms
 
         annos = [self._prepare_annotation(a) for a in annos if a.get("iscrowd", 0) == 0]
         annos = [utils.transform_instance_annotations(a, transforms, image_shape) for a in annos if a is not None]
         instances = utils.annotations_to_instances(annos, image_shape, mask_format=self.mask_format)
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
-        return dataset_dict
+        return dataset_dict, transforms
 
     def _prepare_annotation(self, anno: dict) -> Optional[dict]:
         anno = dict(anno)

@@ -9,6 +9,7 @@ from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, defaults
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.utils import comm
 
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
@@ -21,9 +22,10 @@ class ResumableTrainingSampler(TrainingSampler):
     batches the run started with (a job preempted more often than once an epoch never reaches the rest of the data),
     and with ``SEED`` < 0 it draws a new random order. ``skip`` drops the first ``skip`` indices of the global
     stream, before it is split between processes: ``VATrainer.resume_or_load`` sets it to
-    ``start_iter x SOLVER.IMS_PER_BATCH``, so that with a fixed seed the resumed run gets the batches the
-    uninterrupted run would have got (exactly when every image has the same aspect ratio, as CT slices do; detectron2
-    groups batches by aspect ratio).
+    ``start_iter x`` the items sampled per iteration (``SOLVER.IMS_PER_BATCH`` dicts, or ``IMS_PER_BATCH / G``
+    slice groups with ``DATALOADER.SHARED_BAG_TARGETS`` = G), so that with a fixed seed the resumed run gets the
+    batches the uninterrupted run would have got (exactly when every image has the same aspect ratio, as CT slices
+    do; detectron2 groups batches by aspect ratio).
     """
 
     def __init__(self, size: int, shuffle: bool = True, seed=None):
@@ -33,6 +35,24 @@ class ResumableTrainingSampler(TrainingSampler):
     def _infinite_indices(self):
         # read when the data loader starts iterating, i.e. after resume_or_load
         return itertools.islice(super()._infinite_indices(), self.skip, None)
+
+
+def _check_group_size(cfg, group_size: int):
+    """One-line ValueErrors for a ``DATALOADER.SHARED_BAG_TARGETS`` the train loader cannot use."""
+    if group_size < 1:
+        raise ValueError(f"DATALOADER.SHARED_BAG_TARGETS must be >= 1, got {group_size}")
+    if group_size == 1:
+        return
+    if cfg.SOLVER.IMS_PER_BATCH % group_size:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be divisible by "
+                         f"DATALOADER.SHARED_BAG_TARGETS ({group_size})")
+    groups_per_batch, world = cfg.SOLVER.IMS_PER_BATCH // group_size, comm.get_world_size()
+    if groups_per_batch % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH / DATALOADER.SHARED_BAG_TARGETS = {groups_per_batch} groups per "
+                         f"batch must be divisible by the number of processes ({world})")
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(f"DATALOADER.SHARED_BAG_TARGETS > 1 samples groups with TrainingSampler; "
+                         f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported with it")
 
 
 class VATrainer(DefaultTrainer):
@@ -55,19 +75,47 @@ class VATrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        from ..data import VolumetricDatasetMapper, filter_negative_slices
+        """detectron2's train loader over the project's dataset dicts and mapper.
 
+        With ``DATALOADER.SHARED_BAG_TARGETS`` = G > 1 the sampled items are groups of G targets of one case, 3
+        slices apart (:func:`make_slice_groups`), each loaded with one augmentation; a batch is
+        ``SOLVER.IMS_PER_BATCH / G`` groups flattened into one list of up to ``IMS_PER_BATCH`` dicts (fewer when a
+        case is too short for a full group). With the 2.5D baseline (bag of 1) the groups share no image.
+        The loader's ``items_per_batch`` is the number of sampled items (dicts or groups) per iteration, over all
+        processes, and ``resumable_sampler`` the sampler that :meth:`resume_or_load` moves forward.
+        """
+        from ..data import SliceGroupMapper, VolumetricDatasetMapper, filter_negative_slices, flatten_groups
+        from ..data import make_slice_groups
+
+        group_size = int(cfg.DATALOADER.SHARED_BAG_TARGETS)
+        _check_group_size(cfg, group_size)
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
-        dicts = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
-        sampler = None  # other SAMPLER_TRAIN choices: detectron2's own, restarted on resume
-        if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
-            sampler = ResumableTrainingSampler(len(dicts), seed=cfg.SEED if cfg.SEED >= 0 else None)
-        loader = build_detection_train_loader(
-            cfg,
-            dataset=dicts,
-            mapper=VolumetricDatasetMapper(cfg, is_train=True),
-            sampler=sampler,
-        )
+        kept = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
+        seed = cfg.SEED if cfg.SEED >= 0 else None
+        if group_size == 1:
+            sampler = None  # other SAMPLER_TRAIN choices: detectron2's own, restarted on resume
+            if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
+                sampler = ResumableTrainingSampler(len(kept), seed=seed)
+            loader = build_detection_train_loader(
+                cfg,
+                dataset=kept,
+                mapper=VolumetricDatasetMapper(cfg, is_train=True),
+                sampler=sampler,
+            )
+            loader.items_per_batch = cfg.SOLVER.IMS_PER_BATCH
+        else:
+            groups = make_slice_groups(dicts, kept, group_size)
+            sampler = ResumableTrainingSampler(len(groups), seed=seed)
+            loader = build_detection_train_loader(
+                cfg,
+                dataset=groups,
+                mapper=SliceGroupMapper(cfg, is_train=True),
+                sampler=sampler,
+                total_batch_size=cfg.SOLVER.IMS_PER_BATCH // group_size,
+                aspect_ratio_grouping=False,
+                collate_fn=flatten_groups,
+            )
+            loader.items_per_batch = cfg.SOLVER.IMS_PER_BATCH // group_size
         loader.resumable_sampler = sampler
         return loader
 
@@ -76,7 +124,8 @@ class VATrainer(DefaultTrainer):
         super().resume_or_load(resume=resume)
         sampler = getattr(self.data_loader, "resumable_sampler", None)
         if sampler is not None:
-            sampler.skip = self.start_iter * self.cfg.SOLVER.IMS_PER_BATCH
+            items = getattr(self.data_loader, "items_per_batch", self.cfg.SOLVER.IMS_PER_BATCH)
+            sampler.skip = self.start_iter * items
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -7,7 +7,8 @@ so that volume inference can compute each 2.5D image's features once and reuse t
 * :meth:`VAFPN.extract_features` -- the plain ResNet-FPN on single 2.5D images ``[M, 3, H, W]``;
 * :meth:`VAFPN.attend` -- VA over per-image features grouped into bags ``[B, N, C, h, w]``.
 
-``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code.
+``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code. In training, ``forward``
+runs ``extract_features`` once per distinct 2.5D image of the batch (bags of nearby targets share images).
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
 constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged. VA acts on
@@ -19,7 +20,7 @@ their inputs by name (``in_features``), so they never see the extra keys.
 Parameter names are those of detectron2's FPN (``bottom_up.*``, ``fpn_lateral*``, ``fpn_output*``, ``top_block.*``)
 plus ``va.*``: detectron2 FPN checkpoints (e.g. the COCO model zoo's) load with only the ``va.*`` keys missing.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from torch import nn
@@ -27,12 +28,14 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+from detectron2.utils.events import get_event_storage, has_event_storage
 
 from ..config import bag_size_from_cfg
 from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
 
-__all__ = ["VAFPN", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone", "BAG_SUFFIX"]
+__all__ = ["VAFPN", "distinct_images", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone",
+           "BAG_SUFFIX"]
 
 # Suffix of the bag feature keys returned with LOCATION "RCNN": "p2" -> "p2_bag".
 BAG_SUFFIX = "_bag"
@@ -113,6 +116,16 @@ class VAFPN(FPN):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """
+        In training, the B·N 2.5D images are compared first and :meth:`extract_features` runs once per distinct
+        image; its features are indexed back to every bag that holds the image. Bags of targets 3 slices apart in
+        one case share N - 1 images when they were loaded with one augmentation (``DATALOADER.SHARED_BAG_TARGETS``),
+        and a bag clamped at a volume end may hold an image twice. Autograd sums the gradients of a shared image's
+        uses, so with per-image normalisation (FrozenBN, GN: detectron2's default and the project's configs) outputs
+        and gradients equal running every image. With training-mode BatchNorm ("BN", "SyncBN") the batch statistics
+        are taken over the distinct images only, so they differ from the unshared computation. In eval mode every
+        image is run (volume inference shares features with its own per-volume cache). With an active EventStorage,
+        training records ``va/backbone_images_per_target`` (distinct images / B).
+
         Args:
             x: ``[B, 3·N, H, W]``, the bag packed into channels (2.5D image k in channels 3k .. 3k+2).
         Returns:
@@ -122,8 +135,50 @@ class VAFPN(FPN):
         if c != IMAGE_CHANNELS * self.bag_size:
             raise ValueError(f"VA-FPN expects {IMAGE_CHANNELS * self.bag_size} input channels "
                              f"(bag of {self.bag_size}), got {c}")
-        features = self.extract_features(x.reshape(b * self.bag_size, IMAGE_CHANNELS, h, w))
+        images = x.reshape(b * self.bag_size, IMAGE_CHANNELS, h, w)
+        if not self.training or images.shape[0] == 1:
+            features = self.extract_features(images)
+        else:
+            unique, inverse = distinct_images(images)
+            if len(unique) == images.shape[0]:
+                features = self.extract_features(images)
+            else:
+                features = {k: v[inverse] for k, v in self.extract_features(images[unique]).items()}
+            if has_event_storage():
+                get_event_storage().put_scalar("va/backbone_images_per_target", len(unique) / b)
         return self.attend({k: v.reshape(b, self.bag_size, *v.shape[1:]) for k, v in features.items()})
+
+
+def distinct_images(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Find the images of a batch that equal an earlier one value for value (bit-identical copies).
+
+    A per-image fingerprint (the sum of its values, read to the CPU with one ``.tolist()``) proposes the first
+    image with the same fingerprint as each image's original; one batched exact comparison confirms every proposal
+    (a wrong one, two different images with equal sums, keeps the image as its own). An image holding a NaN is
+    never shared.
+
+    Args:
+        images: ``[M, ...]``.
+    Returns:
+        unique: ``[U]`` int64 indices of the distinct images, ascending (U == M when none repeats);
+        inverse: ``[M]`` int64, position in ``unique`` of each image's original, so ``images[unique][inverse]``
+            equals ``images``.
+    """
+    m = images.shape[0]
+    flat = images.reshape(m, -1)
+    first_of = {}
+    original = [first_of.setdefault(key, i) for i, key in enumerate(flat.sum(dim=1).tolist())]
+    repeats = [i for i in range(m) if original[i] != i]
+    if repeats:
+        same = (flat[repeats] == flat[[original[i] for i in repeats]]).all(dim=1).tolist()
+        for i, ok in zip(repeats, same):
+            if not ok:
+                original[i] = i
+    unique = sorted(set(original))
+    position = {i: p for p, i in enumerate(unique)}
+    device = images.device
+    return (torch.tensor(unique, dtype=torch.int64, device=device),
+            torch.tensor([position[o] for o in original], dtype=torch.int64, device=device))
 
 
 def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:

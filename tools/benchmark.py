@@ -8,7 +8,9 @@ before each reading):
   * inference per slice: baseline; VA naive and VA with the per-volume feature cache, for N = 3 and N = 9
     (the best of --repeats round-robin passes over one volume)
   * VA module cost: parameters (share of the model) and FLOPs (fvcore) against the backbone
-  * training: seconds per iteration and peak memory, baseline vs VA N = 3 (each in a fresh process)
+  * training: seconds per iteration, peak memory and backbone images per target, baseline vs VA N = 3 with
+    independent targets and VA N = 3 with DATALOADER.SHARED_BAG_TARGETS = the batch size (one group of targets 3
+    slices apart per batch, whose bags share backbone passes); each in a fresh process
   * data loader: bags per second at 512 x 512 (N = 3, one core)
   * evaluator: seconds to score one 512 x 512 x 600 case
 All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
@@ -29,6 +31,8 @@ import torch
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "VolumetricAttention", "configs")
 PHANTOM = os.path.join(CONFIGS, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
+# SOLVER.IMS_PER_BATCH of the training benchmark; the shared-bag run groups all of a batch's targets
+TRAIN_BATCH = 4
 
 
 def model_opts(args, bag_size, extra=()):
@@ -129,7 +133,7 @@ class _SingleImage(torch.nn.Module):
         return self.backbone.extract_features(x)
 
 
-def _train_worker(args, bag, root, queue):
+def _train_worker(args, bag, shared, root, queue):
     os.environ["VA_DATASETS"] = root
     torch.set_num_threads(args.threads)
     from detectron2.utils.events import EventStorage
@@ -138,8 +142,8 @@ def _train_worker(args, bag, root, queue):
     from volumetric_attention.engine import VATrainer
 
     cfg = get_va_cfg(PHANTOM, model_opts(args, bag, [
-        "SOLVER.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", os.path.join(root, f"out{bag}"),
-        "SOLVER.MAX_ITER", 1000, "TEST.EVAL_PERIOD", 0]))
+        "SOLVER.IMS_PER_BATCH", TRAIN_BATCH, "DATALOADER.NUM_WORKERS", 0, "DATALOADER.SHARED_BAG_TARGETS", shared,
+        "OUTPUT_DIR", os.path.join(root, f"out{bag}_{shared}"), "SOLVER.MAX_ITER", 1000, "TEST.EVAL_PERIOD", 0]))
     model = VATrainer.build_model(cfg)
     optimizer = VATrainer.build_optimizer(cfg, model)
     loader = iter(VATrainer.build_train_loader(cfg))
@@ -147,7 +151,8 @@ def _train_worker(args, bag, root, queue):
     times = []
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with EventStorage(0):  # detectron2's losses log to the current EventStorage
+    images_per_target = []
+    with EventStorage(0) as storage:  # detectron2's losses log to the current EventStorage
         for i in range(args.train_iters + 2):
             batch = next(loader)
             sync(args.device)
@@ -159,17 +164,21 @@ def _train_worker(args, bag, root, queue):
             sync(args.device)
             if i >= 2:  # the first iterations warm up allocators
                 times.append(time.perf_counter() - start)
+                # distinct 2.5D images through the backbone / targets, recorded by the VA-FPN in training
+                images_per_target.append(storage.history("va/backbone_images_per_target").latest())
     peak = (torch.cuda.max_memory_allocated() if args.device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put({"s_per_iter": float(np.median(times)), "peak_memory_mb": peak / 2**20})
+    queue.put({"s_per_iter": float(np.median(times)), "peak_memory_mb": peak / 2**20,
+               "backbone_images_per_target": float(np.mean(images_per_target))})
 
 
 def bench_training(args, root):
     rows = []
     ctx = mp.get_context("spawn")
-    for name, bag in (("baseline", 1), ("VA N=3", 3)):
+    variants = (("baseline", 1, 1), ("VA N=3", 3, 1), (f"VA N=3 shared G={TRAIN_BATCH}", 3, TRAIN_BATCH))
+    for name, bag, shared in variants:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_train_worker, args=(args, bag, root, queue))
+        proc = ctx.Process(target=_train_worker, args=(args, bag, shared, root, queue))
         proc.start()
         proc.join()
         if proc.exitcode != 0:

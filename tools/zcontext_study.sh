@@ -1,28 +1,51 @@
 #!/usr/bin/env bash
-# The z-context study on the phantoms (where a vessel's cross-section looks like a small lesion in one slice):
-# the 2.5D baseline and VA, Mask R-CNN and semantic FPN, trained with the same schedule and seed (SEED 0 in the
-# Phantom configs) and evaluated with the LiTS 3D metrics on phantom_val.
-# Usage: tools/zcontext_study.sh [KEY VALUE ...]   (overrides for every run, e.g. SEED 1)
-# Environment: VA_DATASETS (default ./datasets), STUDY_OUT (default ./output/study), STUDY_RUNS (config names).
-# Finished runs are skipped (train_net --resume), so the study can be extended run by run.
+# The z-context study (projects/VolumetricAttention/README.md): on the "zcontext" phantoms, where vessels and small
+# lesions have the same width and intensity and only their length along z tells them apart, train the 2.5D
+# semantic FPN baseline and VA (bag 3) with the same schedule, for each seed, evaluate them with the LiTS 3D metrics
+# on phantom_val, and print the table (mean ± std over seeds). Beside them: VA with the paper's unscaled slice
+# softmax and gates started at 0.95 (the project's defaults), and VA trained with shared bags (4 consecutive
+# targets per batch, DATALOADER.SHARED_BAG_TARGETS).
+# Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
+# Environment: STUDY_DATASETS (default ./datasets/zcontext), STUDY_OUT (default ./output/zcontext),
+#              STUDY_SEEDS (default "0 1"), STUDY_RUNS (default: every run below).
+# Finished runs are skipped (train_net --resume), so the study can be extended run by run or seed by seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-export VA_DATASETS=${VA_DATASETS:-$PWD/datasets}
-OUT=${STUDY_OUT:-$PWD/output/study}
+export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/zcontext}
+OUT=${STUDY_OUT:-$PWD/output/zcontext}
+SEEDS=${STUDY_SEEDS:-"0 1"}
 C=projects/VolumetricAttention/configs/Phantom
-RUNS=${STUDY_RUNS:-"mask_rcnn_R_18_FPN_GN_baseline mask_rcnn_R_18_FPN_GN_va_bag3 semantic_R_18_FPN_GN_baseline semantic_R_18_FPN_GN_va_bag3"}
+# name -> config file and overrides
+declare -A CONFIG=(
+    [baseline]="$C/zcontext_semantic_R_18_FPN_GN_baseline.yaml"
+    [va]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
+    [va_unscaled]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
+    [va_shared]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
+)
+declare -A OPTS=(
+    [baseline]=""
+    [va]=""
+    [va_unscaled]="MODEL.VA.SCALED_DOT_PRODUCT False MODEL.VA.GATE_BIAS_INIT 3.0"
+    [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
+)
+RUNS=${STUDY_RUNS:-"baseline va va_unscaled va_shared"}
 
-$PY tools/make_phantoms.py --num-cases 12 --config-file "$C/mask_rcnn_R_18_FPN_GN_va_bag3.yaml"
+if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
+    $PY tools/make_phantoms.py --num-cases 20 --profile zcontext --config-file "${CONFIG[va]}"
+fi
+for seed in $SEEDS; do
+    for name in $RUNS; do
+        echo "== $name, SEED $seed"
+        # shellcheck disable=SC2086
+        $PY projects/VolumetricAttention/train_net.py --config-file "${CONFIG[$name]}" --resume \
+            OUTPUT_DIR "$OUT/${name}_s$seed" SEED "$seed" ${OPTS[$name]} "$@"
+    done
+done
+specs=()
 for name in $RUNS; do
-    echo "== $name"
-    $PY projects/VolumetricAttention/train_net.py --config-file "$C/$name.yaml" --resume OUTPUT_DIR "$OUT/$name" "$@"
+    dirs=""
+    for seed in $SEEDS; do dirs="${dirs:+$dirs,}$OUT/${name}_s$seed"; done
+    specs+=("$name=$dirs")
 done
-for model in mask_rcnn semantic; do
-    base="$OUT/${model}_R_18_FPN_GN_baseline/inference/phantom_val/lits_summary.json"
-    va="$OUT/${model}_R_18_FPN_GN_va_bag3/inference/phantom_val/lits_summary.json"
-    if [ -f "$base" ] && [ -f "$va" ]; then
-        echo "== $model: baseline vs VA"
-        $PY tools/plot_results.py "$base" "$va" --labels baseline VA --out "$OUT/plots_$model"
-    fi
-done
+$PY tools/study_table.py "${specs[@]}" --json "$OUT/study.json"

@@ -97,6 +97,19 @@ def test_gates_start_near_one_and_plain_sigmoid_with_zero_bias():
     assert (attn["channel_gate"] - 0.5).abs().max() < 0.05
 
 
+def test_gate_weight_std_sets_the_initial_spread_of_the_gates():
+    torch.manual_seed(0)
+    flat = VolumetricAttention(64, reduction=4, kernel_size=7, gate_bias_init=0.0)
+    wide = VolumetricAttention(64, reduction=4, kernel_size=7, gate_bias_init=0.0, gate_weight_std=0.1)
+    for module in (wide.channel, wide.spatial):
+        assert abs(float(module.gate_conv.weight.std()) - 0.1) < 0.02
+    assert float(flat.channel.gate_conv.weight.std()) < 2e-3
+    target, bag = _inputs(3, c=64, h=12, w=12)
+    _, a = flat(target, bag, True)
+    _, b = wide(target, bag, True)
+    assert float(b["spatial_gate"].std()) > 10 * float(a["spatial_gate"].std())
+
+
 def test_gradients_reach_every_parameter():
     target, bag = _inputs(3)
     bag.requires_grad_(True)

@@ -27,6 +27,8 @@ def add_va_config(cfg):
     _C.MODEL.VA.SHARE_ACROSS_LEVELS = False
     # Initial bias of each gate's last conv; sigmoid(3) = 0.95 keeps pretrained features nearly intact at init (0 = plain sigmoid gate, 0.5; see modeling/attention.py).
     _C.MODEL.VA.GATE_BIAS_INIT = 3.0
+    # Std of each gate's last conv weights at init: small keeps every gate flat (near sigmoid(bias)) at first.
+    _C.MODEL.VA.GATE_WEIGHT_STD = 1e-3
     # Divide the slice-attention logits by sqrt(embedding size) against softmax saturation (the paper does not scale).
     _C.MODEL.VA.SCALED_DOT_PRODUCT = False
 

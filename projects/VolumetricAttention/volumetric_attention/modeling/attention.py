@@ -9,7 +9,8 @@ Choices the paper leaves open, and what this module does:
 * **Gate initialisation.** A sigmoid gate whose last conv starts with the usual random weights and a zero bias
   scales features by about 0.5 (0.25 for channel and spatial gates together). That wrecks the statistics of
   pretrained (COCO / ImageNet) features that every later layer was trained on. Here the last conv of each gate
-  gets small weights (normal, std ``GATE_WEIGHT_STD``) and a positive bias ``gate_bias_init``
+  gets small weights (normal, std ``gate_weight_std``, ``MODEL.VA.GATE_WEIGHT_STD``, default 1e-3) and a
+  positive bias ``gate_bias_init``
   (``MODEL.VA.GATE_BIAS_INIT``, default 3.0): each gate starts near ``sigmoid(3) = 0.95``, both near 0.91, so the
   model starts close to its pretrained self. The weights are not zero, so every VA parameter receives a gradient
   from the first step. The price is a smaller sigmoid slope (0.045 instead of 0.25 at a zero bias): the gates
@@ -37,13 +38,13 @@ from detectron2.layers import Conv2d
 
 __all__ = ["VolumetricChannelAttention", "VolumetricSpatialAttention", "VolumetricAttention"]
 
-# Std of the last gate conv's weights at init: small, so the gate starts near sigmoid(bias), yet not zero, so the
-# layers before it receive gradients from the first step on.
+# Default std of the last gate conv's weights at init: small, so the gate starts near sigmoid(bias), yet not zero,
+# so the layers before it receive gradients from the first step on.
 GATE_WEIGHT_STD = 1e-3
 
 
-def _init_gate_conv(conv: nn.Conv2d, bias: float) -> None:
-    nn.init.normal_(conv.weight, std=GATE_WEIGHT_STD)
+def _init_gate_conv(conv: nn.Conv2d, bias: float, std: float) -> None:
+    nn.init.normal_(conv.weight, std=std)
     nn.init.constant_(conv.bias, bias)
 
 
@@ -87,12 +88,13 @@ class VolumetricChannelAttention(_VolumetricGate):
     ``S_c = sigmoid(conv1x1(ReLU(S_att · F_emb(X_long))))`` ``[B, C, 1, 1]``, multiplied into the target map.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, scaled: bool = False):
+    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, scaled: bool = False,
+                 gate_weight_std: float = GATE_WEIGHT_STD):
         """
         Args:
             channels: C, channels of the target and bag feature maps.
             reduction: r; the embedding's hidden width is ``max(1, C // r)``.
-            gate_bias_init: bias of the gate's last conv at init (see the module docstring).
+            gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             scaled: divide the slice logits by sqrt(C) (the paper does not).
         """
         super().__init__()
@@ -102,7 +104,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         self.gate_conv = Conv2d(channels, channels, kernel_size=1)
         weight_init.c2_msra_fill(self.embed_reduce)
         weight_init.c2_xavier_fill(self.embed_expand)
-        _init_gate_conv(self.gate_conv, gate_bias_init)
+        _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
         self.scaled = scaled
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,11 +137,12 @@ class VolumetricSpatialAttention(_VolumetricGate):
     ``S_s = sigmoid(conv_k×k(ReLU(S_att · F_emb(X_long))))`` ``[B, 1, H, W]``, multiplied into the target map.
     """
 
-    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, scaled: bool = False):
+    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, scaled: bool = False,
+                 gate_weight_std: float = GATE_WEIGHT_STD):
         """
         Args:
             kernel_size: k of both convs (odd; padding keeps H×W).
-            gate_bias_init: bias of the gate's last conv at init (see the module docstring).
+            gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             scaled: divide the slice logits by sqrt(H·W) (the paper does not).
         """
         super().__init__()
@@ -149,7 +152,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         self.embed_conv = Conv2d(2, 1, kernel_size=kernel_size, padding=pad)
         self.gate_conv = Conv2d(1, 1, kernel_size=kernel_size, padding=pad)
         weight_init.c2_msra_fill(self.embed_conv)
-        _init_gate_conv(self.gate_conv, gate_bias_init)
+        _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
         self.scaled = scaled
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,6 +190,7 @@ class VolumetricAttention(nn.Module):
         gate_bias_init: float = 3.0,
         scaled: bool = False,
         gate_bag: bool = True,
+        gate_weight_std: float = GATE_WEIGHT_STD,
     ):
         """
         Args:
@@ -195,14 +199,17 @@ class VolumetricAttention(nn.Module):
             kernel_size: k of the spatial attention's convs.
             channel / spatial: which of the two attentions to use (at least one).
             gate_bias_init: bias of each gate's last conv at init (see the module docstring).
+            gate_weight_std: std of each gate's last conv weights at init.
             scaled: divide slice logits by sqrt(dimension) (the paper does not).
             gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
         """
         super().__init__()
         if not (channel or spatial):
             raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
-        self.channel = VolumetricChannelAttention(channels, reduction, gate_bias_init, scaled) if channel else None
-        self.spatial = VolumetricSpatialAttention(kernel_size, gate_bias_init, scaled) if spatial else None
+        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, scaled, gate_weight_std)
+                        if channel else None)
+        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, scaled, gate_weight_std)
+                        if spatial else None)
         self.gate_bag = gate_bag
 
     def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):

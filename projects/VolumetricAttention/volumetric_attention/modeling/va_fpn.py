@@ -186,7 +186,7 @@ def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
     va = cfg.MODEL.VA
     return VolumetricAttention(
         channels, reduction=va.REDUCTION, kernel_size=va.SPATIAL_KERNEL, channel=va.CHANNEL, spatial=va.SPATIAL,
-        gate_bias_init=va.GATE_BIAS_INIT, scaled=va.SCALED_DOT_PRODUCT,
+        gate_bias_init=va.GATE_BIAS_INIT, gate_weight_std=va.GATE_WEIGHT_STD, scaled=va.SCALED_DOT_PRODUCT,
     )
 
 

@@ -92,30 +92,21 @@ class VATrainer(DefaultTrainer):
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         kept = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
         seed = cfg.SEED if cfg.SEED >= 0 else None
+        extra = {}
         if group_size == 1:
+            dataset, mapper = kept, VolumetricDatasetMapper(cfg, is_train=True)
             sampler = None  # other SAMPLER_TRAIN choices: detectron2's own, restarted on resume
             if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
                 sampler = ResumableTrainingSampler(len(kept), seed=seed)
-            loader = build_detection_train_loader(
-                cfg,
-                dataset=kept,
-                mapper=VolumetricDatasetMapper(cfg, is_train=True),
-                sampler=sampler,
-            )
-            loader.items_per_batch = cfg.SOLVER.IMS_PER_BATCH
         else:
-            groups = make_slice_groups(dicts, kept, group_size)
-            sampler = ResumableTrainingSampler(len(groups), seed=seed)
-            loader = build_detection_train_loader(
-                cfg,
-                dataset=groups,
-                mapper=SliceGroupMapper(cfg, is_train=True),
-                sampler=sampler,
-                total_batch_size=cfg.SOLVER.IMS_PER_BATCH // group_size,
-                aspect_ratio_grouping=False,
-                collate_fn=flatten_groups,
-            )
-            loader.items_per_batch = cfg.SOLVER.IMS_PER_BATCH // group_size
+            dataset, mapper = make_slice_groups(dicts, kept, group_size), SliceGroupMapper(cfg, is_train=True)
+            sampler = ResumableTrainingSampler(len(dataset), seed=seed)
+            extra = {"aspect_ratio_grouping": False, "collate_fn": flatten_groups}
+        items_per_batch = cfg.SOLVER.IMS_PER_BATCH // group_size
+        loader = build_detection_train_loader(
+            cfg, dataset=dataset, mapper=mapper, sampler=sampler, total_batch_size=items_per_batch, **extra
+        )
+        loader.items_per_batch = items_per_batch
         loader.resumable_sampler = sampler
         return loader
 

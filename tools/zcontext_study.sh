@@ -7,7 +7,8 @@
 # targets per batch, DATALOADER.SHARED_BAG_TARGETS).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_DATASETS (default ./datasets/zcontext), STUDY_OUT (default ./output/zcontext),
-#              STUDY_SEEDS (default "0 1"), STUDY_RUNS (default: every run below).
+#              STUDY_SEEDS (default "0 1"), STUDY_RUNS (default: the first four runs below; the ablations
+#              va_channel_only and va_bag5 on request).
 # Finished runs are skipped (train_net --resume), so the study can be extended run by run or seed by seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +23,16 @@ declare -A CONFIG=(
     [va]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
     [va_unscaled]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
     [va_shared]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
+    [va_channel_only]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
+    [va_bag5]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
 )
 declare -A OPTS=(
     [baseline]=""
     [va]=""
     [va_unscaled]="MODEL.VA.SCALED_DOT_PRODUCT False MODEL.VA.GATE_BIAS_INIT 3.0"
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
+    [va_channel_only]="MODEL.VA.SPATIAL False"
+    [va_bag5]="MODEL.VA.BAG_SIZE 5"
 )
 RUNS=${STUDY_RUNS:-"baseline va va_unscaled va_shared"}
 

@@ -17,15 +17,9 @@ export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/zcontext}
 OUT=${STUDY_OUT:-$PWD/output/zcontext}
 SEEDS=${STUDY_SEEDS:-"0 1"}
 C=projects/VolumetricAttention/configs/Phantom
-# name -> config file and overrides
-declare -A CONFIG=(
-    [baseline]="$C/zcontext_semantic_R_18_FPN_GN_baseline.yaml"
-    [va]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
-    [va_unscaled]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
-    [va_shared]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
-    [va_channel_only]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
-    [va_bag5]="$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml"
-)
+# every run but the baseline is the VA config with its overrides
+VA_CONFIG=$C/zcontext_semantic_R_18_FPN_GN_va_bag3.yaml
+BASELINE_CONFIG=$C/zcontext_semantic_R_18_FPN_GN_baseline.yaml
 declare -A OPTS=(
     [baseline]=""
     [va]=""
@@ -37,13 +31,15 @@ declare -A OPTS=(
 RUNS=${STUDY_RUNS:-"baseline va va_unscaled va_shared"}
 
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
-    $PY tools/make_phantoms.py --num-cases 20 --profile zcontext --config-file "${CONFIG[va]}"
+    $PY tools/make_phantoms.py --num-cases 20 --profile zcontext --config-file "$VA_CONFIG"
 fi
 for seed in $SEEDS; do
     for name in $RUNS; do
         echo "== $name, SEED $seed"
+        config=$VA_CONFIG
+        [ "$name" = baseline ] && config=$BASELINE_CONFIG
         # shellcheck disable=SC2086
-        $PY projects/VolumetricAttention/train_net.py --config-file "${CONFIG[$name]}" --resume \
+        $PY projects/VolumetricAttention/train_net.py --config-file "$config" --resume \
             OUTPUT_DIR "$OUT/${name}_s$seed" SEED "$seed" ${OPTS[$name]} "$@"
     done
 done

@@ -130,9 +130,9 @@ def test_spatial_attention_sees_the_channel_gated_bag():
     assert not torch.allclose(gated(target, bag), raw(target, bag))
 
 
-def test_single_attentions_and_scaled_logits():
+def test_single_attentions_and_similarity_modes():
     target, bag = _inputs(3)
-    for kwargs in ({"spatial": False}, {"channel": False}, {"scaled": True}):
+    for kwargs in ({"spatial": False}, {"channel": False}, {"similarity": "scaled"}, {"similarity": "cosine"}):
         out, attn = VolumetricAttention(32, reduction=4, kernel_size=3, **kwargs)(target, bag, True)
         assert out.shape == target.shape
     assert set(VolumetricAttention(32, spatial=False)(target, bag, True)[1]) == {"channel_gate", "channel_weights"}

@@ -123,3 +123,57 @@ def test_distinct_images_confirms_fingerprints():
     assert torch.equal(images[unique][inverse][[0, 1, 2, 5]], images[[0, 1, 2, 5]])
     unique, inverse = distinct_images(torch.randn(4, 3, 2, 2))
     assert unique.tolist() == inverse.tolist() == [0, 1, 2, 3]
+
+
+def _reference_without_context_grad(bb, x):
+    """Every image run on its own; a bag member's features carry autograd only where that image is some bag's
+    target (compared by value), else they are detached."""
+    b = x.shape[0]
+    images = x.reshape(b * N, 3, H, W)
+    targets = images[N // 2::N]
+    is_target = [bool((targets == img).flatten(1).all(1).any()) for img in images]
+    feats = bb.extract_features(images)
+    feats = {k: torch.stack([v[i] if is_target[i] else v[i].detach() for i in range(len(images))])
+             for k, v in feats.items()}
+    return bb.attend({k: v.reshape(b, N, *v.shape[1:]) for k, v in feats.items()}), is_target
+
+
+@pytest.mark.parametrize("starts", [[4, 15], [2, 8, 20]])
+def test_context_grad_false_backpropagates_through_targets_only(backbone, starts):
+    """MODEL.VA.CONTEXT_GRAD False: the same outputs; backbone gradients only from the images that are some bag's
+    target (in a slice group, a target is also a context image of its neighbours' bags and keeps its gradient);
+    VA gradients unchanged; the context images run under no_grad."""
+    backbone.double()
+    volume = torch.randn(30, H, W, dtype=torch.float64) * 50 + 100
+    x = _grouped_batch(volume, starts)
+    torch.manual_seed(1)
+    full = backbone(x)
+    weights = {k: torch.randn_like(v) for k, v in full.items()}
+    grads_full = _grads(backbone, full, weights)
+    va_grads_full = {n: p.grad.clone() for n, p in backbone.va.named_parameters()}
+
+    backbone.context_grad = False
+    grad_modes = []
+    extract = backbone.extract_features
+    backbone.extract_features = lambda images: grad_modes.append(torch.is_grad_enabled()) or extract(images)
+    out = backbone(x)
+    assert grad_modes == [True, False]  # targets with autograd, then the context images without
+    for k in full:
+        torch.testing.assert_close(out[k], full[k], rtol=1e-9, atol=1e-9)
+    grads = _grads(backbone, out, weights)
+    va_grads = {n: p.grad.clone() for n, p in backbone.va.named_parameters()}
+    backbone.extract_features = extract
+    reference, is_target = _reference_without_context_grad(backbone, x)
+    assert not all(is_target)
+    grads_reference = _grads(backbone, reference, weights)
+    assert grads.keys() == grads_reference.keys() and len(grads) > 10
+    for name, g in grads_reference.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-9, atol=1e-9, msg=name)
+    assert any(not torch.allclose(grads[n], grads_full[n]) for n in grads)  # the context's share is gone
+    for name, g in va_grads_full.items():
+        torch.testing.assert_close(va_grads[name], g, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_context_grad_comes_from_the_config(tiny_cfg):
+    assert build_backbone(tiny_cfg(None, VA_FPN)).context_grad is True
+    assert build_backbone(tiny_cfg(None, VA_FPN + ["MODEL.VA.CONTEXT_GRAD", False])).context_grad is False

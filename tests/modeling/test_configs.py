@@ -66,3 +66,28 @@ def test_default_predictor_on_a_float_bag(tiny_cfg):
     image = (torch.rand(50, 60, 9) * 255).numpy()  # H, W, 3N float32; sides not multiples of 32
     out = predictor(image)
     assert out["instances"].image_size == (50, 60)
+
+
+@pytest.mark.parametrize("name", ["Phantom/mask_rcnn_R_18_FPN_GN_va_bag3.yaml", "Phantom/semantic_R_18_FPN_GN_va_bag3.yaml"])
+def test_va_config_trains_under_autocast(name, tiny_cfg):
+    """Two optimizer steps as detectron2's AMPTrainer takes them (forward and losses under autocast), here CPU
+    autocast in bfloat16 (AMPTrainer itself needs CUDA): finite losses, and the VA parameters move. 128 px, so
+    that P6 is 2 x 2 (a 1 x 1 map's cosine similarity is only a sign, without a gradient for its bias)."""
+    from volumetric_attention.engine import VATrainer
+
+    cfg = tiny_cfg(os.path.join(CONFIG_DIR, name), ["MODEL.VA.BAG_SIZE", 3, "SOLVER.BASE_LR", 0.01])
+    model = VATrainer.build_model(cfg).train()
+    optimizer = VATrainer.build_optimizer(cfg, model)
+    va_before = {n: p.detach().clone() for n, p in model.named_parameters() if ".va." in n}
+    channels = len(cfg.MODEL.PIXEL_MEAN)
+    with EventStorage():
+        for step in range(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                losses = model([_synthetic_dict(channels, step, 2 * SIZE), _synthetic_dict(channels, step + 10, 2 * SIZE)])
+                total = sum(losses.values())
+            assert torch.isfinite(total), losses
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+    moved = [n for n, p in model.named_parameters() if n in va_before and not torch.equal(p, va_before[n])]
+    assert len(moved) == len(va_before) > 0, sorted(set(va_before) - set(moved))

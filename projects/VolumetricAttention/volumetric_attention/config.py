@@ -29,8 +29,13 @@ def add_va_config(cfg):
     _C.MODEL.VA.GATE_BIAS_INIT = 3.0
     # Std of each gate's last conv weights at init: small keeps every gate flat (near sigmoid(bias)) at first.
     _C.MODEL.VA.GATE_WEIGHT_STD = 1e-3
-    # Divide the slice-attention logits by sqrt(embedding size) against softmax saturation (the paper does not scale).
-    _C.MODEL.VA.SCALED_DOT_PRODUCT = False
+    # Slice similarity of eq. 2/3, computed in float32 under any autocast: "dot" (the paper's; grows with H·W and saturates at 512-1024 px), "scaled" (dot / sqrt(dim); still grows with the map), "cosine" (cosine times a learned temperature; bounded, size-independent).
+    _C.MODEL.VA.SIMILARITY = "cosine"
+    # The boolean SIMILARITY replaced: an old config that sets it gets a one-line KeyError saying what to write.
+    _C.register_renamed_key("MODEL.VA.SCALED_DOT_PRODUCT", "MODEL.VA.SIMILARITY",
+                            message='SCALED_DOT_PRODUCT True is SIMILARITY "scaled", False is "dot"')
+    # Backpropagate through the context images of the bag (True, the paper's); False runs them through the backbone without autograd (the target's image and the VA modules keep their gradients), saving their activation memory.
+    _C.MODEL.VA.CONTEXT_GRAD = True
 
     # ---------------------------------------------------------------- input: CT preprocessing
     _C.INPUT.CT = CN()
@@ -59,6 +64,17 @@ def add_va_config(cfg):
     _C.TEST.CT.LESION_CONNECTIVITY = 26
     # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
     _C.TEST.CT.SLICE_AP = False
+
+
+# The slice similarities of MODEL.VA.SIMILARITY (modeling/slice_similarity.py).
+SIMILARITY_MODES = ("dot", "scaled", "cosine")
+
+
+def check_similarity_mode(mode: str) -> str:
+    """``mode`` if it is a known ``MODEL.VA.SIMILARITY``, else a one-line ValueError listing the modes."""
+    if mode not in SIMILARITY_MODES:
+        raise ValueError(f"MODEL.VA.SIMILARITY must be one of {', '.join(map(repr, SIMILARITY_MODES))}; got {mode!r}")
+    return mode
 
 
 def bag_size_from_cfg(cfg) -> int:
@@ -95,6 +111,7 @@ def get_va_cfg(config_file=None, opts=None, freeze=True):
     if opts:
         cfg.merge_from_list(list(opts))
     expand_pixel_stats(cfg)
+    check_similarity_mode(cfg.MODEL.VA.SIMILARITY)
     if freeze:
         cfg.freeze()
     return cfg

@@ -16,17 +16,16 @@ Choices the paper leaves open, and what this module does:
   from the first step. The price is a smaller sigmoid slope (0.045 instead of 0.25 at a zero bias): the gates
   learn slower at first. A bias of 0 reproduces the plain sigmoid gate of the paper's figure 3. Gates always
   lie in (0, 1).
-* **Dot-product scale.** Eq. 2 and eq. 3 take the softmax of plain dot products. Embeddings of C channels (eq. 2)
-  or of H·W positions (eq. 3) give dot products that grow with C or H·W, and the softmax over N can saturate to
-  one slice (usually the target itself). ``scaled=False`` (the default) follows the paper; ``scaled=True`` divides
-  the logits by sqrt(dimension), as in scaled dot-product attention, when saturation is a problem.
+* **Slice similarity.** Eq. 2 and eq. 3 take the softmax of plain dot products, which grow with C or H·W,
+  overflow float16 and saturate to one slice at the paper's map sizes. ``similarity`` picks the paper's ``"dot"``,
+  ``"scaled"`` or a bounded ``"cosine"`` with a learned temperature; the logits and softmax are always float32
+  (see ``slice_similarity.py``). Each module returns its input's dtype, under autocast too.
 * **What spatial attention sees of the bag.** Spatial attention follows channel attention (section 2.3 starts
   from the channel-refined target). Its bag members are gated with the *same* channel gate as the target
   (``gate_bag=True``): both sides of the dot product in eq. 3 then live in the same re-weighted feature space, and
   the target's own bag entry equals the channel-gated target. ``gate_bag=False`` gives the spatial module the raw
   bag instead.
 """
-import math
 from typing import Tuple
 
 import torch
@@ -35,6 +34,8 @@ from fvcore.nn import weight_init
 from torch import nn
 
 from detectron2.layers import Conv2d
+
+from .slice_similarity import SliceSimilarity
 
 __all__ = ["VolumetricChannelAttention", "VolumetricSpatialAttention", "VolumetricAttention"]
 
@@ -55,14 +56,6 @@ def _check_shapes(target: torch.Tensor, bag: torch.Tensor) -> None:
         )
 
 
-def _slice_weights(query: torch.Tensor, keys: torch.Tensor, scaled: bool) -> torch.Tensor:
-    """softmax over N of ``query · keysᵀ``: query ``[B, D]``, keys ``[B, N, D]`` -> weights ``[B, N]``."""
-    logits = torch.einsum("bd,bnd->bn", query, keys)
-    if scaled:
-        logits = logits / math.sqrt(query.shape[1])
-    return logits.softmax(dim=1)
-
-
 class _VolumetricGate(nn.Module):
     """A gate computed from the target and its bag, multiplied into the target (channel or spatial attention)."""
 
@@ -76,7 +69,7 @@ class _VolumetricGate(nn.Module):
             the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
         """
         gate, weights = self.attention(target, bag)
-        out = target * gate
+        out = (target * gate).to(target.dtype)
         return (out, (gate, weights)) if return_attention else out
 
 
@@ -88,14 +81,14 @@ class VolumetricChannelAttention(_VolumetricGate):
     ``S_c = sigmoid(conv1x1(ReLU(S_att · F_emb(X_long))))`` ``[B, C, 1, 1]``, multiplied into the target map.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, scaled: bool = False,
+    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, similarity: str = "dot",
                  gate_weight_std: float = GATE_WEIGHT_STD):
         """
         Args:
             channels: C, channels of the target and bag feature maps.
             reduction: r; the embedding's hidden width is ``max(1, C // r)``.
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
-            scaled: divide the slice logits by sqrt(C) (the paper does not).
+            similarity: slice similarity of the C-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
         """
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -105,7 +98,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         weight_init.c2_msra_fill(self.embed_reduce)
         weight_init.c2_xavier_fill(self.embed_expand)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
-        self.scaled = scaled
+        self.similarity = SliceSimilarity(similarity)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``F_emb^c``: ``[M, C, H, W]`` -> ``[M, C]``."""
@@ -123,8 +116,8 @@ class VolumetricChannelAttention(_VolumetricGate):
         b, n = bag.shape[:2]
         query = self.embed(target)  # [B, C]
         keys = self.embed(bag.flatten(0, 1)).view(b, n, -1)  # [B, N, C]
-        weights = _slice_weights(query, keys, self.scaled)
-        context = torch.einsum("bn,bnc->bc", weights, keys)[:, :, None, None]
+        weights = self.similarity(query, keys)  # float32
+        context = torch.einsum("bn,bnc->bc", weights.to(keys.dtype), keys)[:, :, None, None]
         gate = torch.sigmoid(self.gate_conv(F.relu(context)))
         return gate, weights
 
@@ -137,13 +130,13 @@ class VolumetricSpatialAttention(_VolumetricGate):
     ``S_s = sigmoid(conv_k×k(ReLU(S_att · F_emb(X_long))))`` ``[B, 1, H, W]``, multiplied into the target map.
     """
 
-    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, scaled: bool = False,
+    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, similarity: str = "dot",
                  gate_weight_std: float = GATE_WEIGHT_STD):
         """
         Args:
             kernel_size: k of both convs (odd; padding keeps H×W).
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
-            scaled: divide the slice logits by sqrt(H·W) (the paper does not).
+            similarity: slice similarity of the H·W-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
         """
         super().__init__()
         if kernel_size % 2 != 1:
@@ -153,7 +146,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         self.gate_conv = Conv2d(1, 1, kernel_size=kernel_size, padding=pad)
         weight_init.c2_msra_fill(self.embed_conv)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
-        self.scaled = scaled
+        self.similarity = SliceSimilarity(similarity)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``F_emb^s``: ``[M, C, H, W]`` -> ``[M, 1, H, W]``."""
@@ -171,8 +164,8 @@ class VolumetricSpatialAttention(_VolumetricGate):
         b, n, _, h, w = bag.shape
         query = self.embed(target).flatten(1)  # [B, H*W]
         keys = self.embed(bag.flatten(0, 1)).view(b, n, h * w)  # [B, N, H*W]
-        weights = _slice_weights(query, keys, self.scaled)
-        context = torch.einsum("bn,bnp->bp", weights, keys).view(b, 1, h, w)
+        weights = self.similarity(query, keys)  # float32
+        context = torch.einsum("bn,bnp->bp", weights.to(keys.dtype), keys).view(b, 1, h, w)
         gate = torch.sigmoid(self.gate_conv(F.relu(context)))
         return gate, weights
 
@@ -188,7 +181,7 @@ class VolumetricAttention(nn.Module):
         channel: bool = True,
         spatial: bool = True,
         gate_bias_init: float = 3.0,
-        scaled: bool = False,
+        similarity: str = "dot",
         gate_bag: bool = True,
         gate_weight_std: float = GATE_WEIGHT_STD,
     ):
@@ -200,15 +193,15 @@ class VolumetricAttention(nn.Module):
             channel / spatial: which of the two attentions to use (at least one).
             gate_bias_init: bias of each gate's last conv at init (see the module docstring).
             gate_weight_std: std of each gate's last conv weights at init.
-            scaled: divide slice logits by sqrt(dimension) (the paper does not).
+            similarity: slice similarity, "dot" (the paper's), "scaled" or "cosine" (``slice_similarity.py``).
             gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
         """
         super().__init__()
         if not (channel or spatial):
             raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
-        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, scaled, gate_weight_std)
+        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, similarity, gate_weight_std)
                         if channel else None)
-        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, scaled, gate_weight_std)
+        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std)
                         if spatial else None)
         self.gate_bag = gate_bag
 
@@ -233,4 +226,5 @@ class VolumetricAttention(nn.Module):
             gate, weights = self.spatial.attention(out, bag)
             out = out * gate
             attn.update(spatial_gate=gate, spatial_weights=weights)
+        out = out.to(target.dtype)
         return (out, attn) if return_attention else out

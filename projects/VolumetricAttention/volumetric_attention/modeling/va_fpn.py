@@ -48,7 +48,7 @@ class VAFPN(FPN):
     heads read (``va_levels``)."""
 
     def __init__(self, *, bag_size: int = 1, va_factory=None, share_across_levels: bool = False,
-                 location: str = "RPN", va_levels=None, **fpn_kwargs):
+                 location: str = "RPN", va_levels=None, context_grad: bool = True, **fpn_kwargs):
         """
         Args:
             bag_size: N, 2.5D images per bag (the input has 3·N channels).
@@ -58,12 +58,16 @@ class VAFPN(FPN):
             location: "RPN" applies VA here; "RCNN" returns the bag features for the ROI heads instead.
             va_levels: the output levels that get VA (default all); the others return the target's features.
                 Leaving out levels that no head reads keeps every parameter in use (DDP requires that).
+            context_grad: in training, backpropagate through the bag's context images (the paper's). False runs
+                every 2.5D image that is no bag's target through the backbone without autograd: the targets'
+                images and the VA modules keep their gradients, the context images keep no activations.
             fpn_kwargs: the arguments of :class:`detectron2.modeling.backbone.FPN`.
         """
         super().__init__(**fpn_kwargs)
         if location not in ("RPN", "RCNN"):
             raise ValueError(f"MODEL.VA.LOCATION must be 'RPN' or 'RCNN', got {location!r}")
         self.bag_size = bag_size
+        self.context_grad = context_grad
         self.location = location if va_factory is not None else "RPN"
         self.va = None
         self.va_levels = tuple(f for f in self._out_features if va_levels is None or f in va_levels)
@@ -140,13 +144,37 @@ class VAFPN(FPN):
             features = self.extract_features(images)
         else:
             unique, inverse = distinct_images(images)
-            if len(unique) == images.shape[0]:
-                features = self.extract_features(images)
-            else:
-                features = {k: v[inverse] for k, v in self.extract_features(images[unique]).items()}
+            features = self._extract_distinct(images, unique, inverse)
             if has_event_storage():
                 get_event_storage().put_scalar("va/backbone_images_per_target", len(unique) / b)
         return self.attend({k: v.reshape(b, self.bag_size, *v.shape[1:]) for k, v in features.items()})
+
+    def _extract_distinct(self, images: torch.Tensor, unique: torch.Tensor,
+                          inverse: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Training features of ``images`` ``[B·N, 3, H, W]``, the backbone run once per distinct image.
+
+        ``unique``, ``inverse``: from :func:`distinct_images`. Without ``context_grad``, the distinct images that are
+        no bag's target (at N // 2 of each bag) run under ``torch.no_grad``. With training-mode BatchNorm the two
+        groups then get separate batch statistics; per-image normalisation (GN, FrozenBN) is unaffected.
+        Returns:
+            ``{"p2": [B·N, C, H/4, W/4], ...}`` in the order of ``images``.
+        """
+        if self.context_grad or self.bag_size == 1:
+            if len(unique) == images.shape[0]:
+                return self.extract_features(images)
+            return {k: v[inverse] for k, v in self.extract_features(images[unique]).items()}
+        is_target = torch.zeros(len(unique), dtype=torch.bool, device=images.device)
+        is_target[inverse[self.bag_size // 2::self.bag_size]] = True
+        with_grad, context = is_target.nonzero()[:, 0], (~is_target).nonzero()[:, 0]
+        features = self.extract_features(images[unique[with_grad]])
+        if len(context):
+            with torch.no_grad():
+                context_features = self.extract_features(images[unique[context]])
+            features = {k: torch.cat([v, context_features[k]]) for k, v in features.items()}
+        # row of each distinct image in the concatenation above, then each image's distinct original
+        rows = torch.empty(len(unique), dtype=torch.int64, device=images.device)
+        rows[torch.cat([with_grad, context])] = torch.arange(len(unique), device=images.device)
+        return {k: v[rows[inverse]] for k, v in features.items()}
 
 
 def distinct_images(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +214,7 @@ def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
     va = cfg.MODEL.VA
     return VolumetricAttention(
         channels, reduction=va.REDUCTION, kernel_size=va.SPATIAL_KERNEL, channel=va.CHANNEL, spatial=va.SPATIAL,
-        gate_bias_init=va.GATE_BIAS_INIT, gate_weight_std=va.GATE_WEIGHT_STD, scaled=va.SCALED_DOT_PRODUCT,
+        gate_bias_init=va.GATE_BIAS_INIT, gate_weight_std=va.GATE_WEIGHT_STD, similarity=va.SIMILARITY,
     )
 
 
@@ -226,6 +254,7 @@ def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
         share_across_levels=cfg.MODEL.VA.SHARE_ACROSS_LEVELS,
         location=cfg.MODEL.VA.LOCATION,
         va_levels=consumed_levels(cfg),
+        context_grad=cfg.MODEL.VA.CONTEXT_GRAD,
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=out_channels,

@@ -8,9 +8,10 @@ before each reading):
   * inference per slice: baseline; VA naive and VA with the per-volume feature cache, for N = 3 and N = 9
     (the best of --repeats round-robin passes over one volume)
   * VA module cost: parameters (share of the model) and FLOPs (fvcore) against the backbone
-  * training: seconds per iteration, peak memory and backbone images per target, baseline vs VA N = 3 with
-    independent targets and VA N = 3 with DATALOADER.SHARED_BAG_TARGETS = the batch size (one group of targets 3
-    slices apart per batch, whose bags share backbone passes); each in a fresh process
+  * training: seconds per iteration, peak memory and backbone images per target, baseline vs VA N = 3 and N = 9
+    with independent targets, each with and without gradients through the bag's context images
+    (MODEL.VA.CONTEXT_GRAD), and VA N = 3 with DATALOADER.SHARED_BAG_TARGETS = the batch size (one group of targets
+    3 slices apart per batch, whose bags share backbone passes); each in a fresh process
   * data loader: bags per second at 512 x 512 (N = 3, one core)
   * evaluator: seconds to score one 512 x 512 x 600 case
 All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
@@ -133,7 +134,7 @@ class _SingleImage(torch.nn.Module):
         return self.backbone.extract_features(x)
 
 
-def _train_worker(args, bag, shared, root, queue):
+def _train_worker(args, bag, shared, context_grad, root, queue):
     os.environ["VA_DATASETS"] = root
     torch.set_num_threads(args.threads)
     from detectron2.utils.events import EventStorage
@@ -143,7 +144,8 @@ def _train_worker(args, bag, shared, root, queue):
 
     cfg = get_va_cfg(PHANTOM, model_opts(args, bag, [
         "SOLVER.IMS_PER_BATCH", TRAIN_BATCH, "DATALOADER.NUM_WORKERS", 0, "DATALOADER.SHARED_BAG_TARGETS", shared,
-        "OUTPUT_DIR", os.path.join(root, f"out{bag}_{shared}"), "SOLVER.MAX_ITER", 1000, "TEST.EVAL_PERIOD", 0]))
+        "MODEL.VA.CONTEXT_GRAD", context_grad, "OUTPUT_DIR", os.path.join(root, f"out{bag}_{shared}_{context_grad}"),
+        "SOLVER.MAX_ITER", 1000, "TEST.EVAL_PERIOD", 0]))
     model = VATrainer.build_model(cfg)
     optimizer = VATrainer.build_optimizer(cfg, model)
     loader = iter(VATrainer.build_train_loader(cfg))
@@ -175,10 +177,13 @@ def _train_worker(args, bag, shared, root, queue):
 def bench_training(args, root):
     rows = []
     ctx = mp.get_context("spawn")
-    variants = (("baseline", 1, 1), ("VA N=3", 3, 1), (f"VA N=3 shared G={TRAIN_BATCH}", 3, TRAIN_BATCH))
-    for name, bag, shared in variants:
+    # name, bag size, DATALOADER.SHARED_BAG_TARGETS, MODEL.VA.CONTEXT_GRAD
+    variants = (("baseline", 1, 1, True), ("VA N=3", 3, 1, True), ("VA N=3 no context grad", 3, 1, False),
+                ("VA N=9", 9, 1, True), ("VA N=9 no context grad", 9, 1, False),
+                (f"VA N=3 shared G={TRAIN_BATCH}", 3, TRAIN_BATCH, True))
+    for name, bag, shared, context_grad in variants:
         queue = ctx.Queue()
-        proc = ctx.Process(target=_train_worker, args=(args, bag, shared, root, queue))
+        proc = ctx.Process(target=_train_worker, args=(args, bag, shared, context_grad, root, queue))
         proc.start()
         proc.join()
         if proc.exitcode != 0:

@@ -36,6 +36,12 @@ def add_va_config(cfg):
                             message='SCALED_DOT_PRODUCT True is SIMILARITY "scaled", False is "dot"')
     # Backpropagate through the context images of the bag (True, the paper's); False runs them through the backbone without autograd (the target's image and the VA modules keep their gradients), saving their activation memory.
     _C.MODEL.VA.CONTEXT_GRAD = True
+    # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated target, so that context features reach the heads (modeling/attention.py).
+    _C.MODEL.VA.CONTEXT_FEATURES = False
+
+    # ---------------------------------------------------------------- model: semantic FPN head
+    # Weight of the soft Dice term of MODEL.SEM_SEG_HEAD.NAME "DiceCESemSegFPNHead" (Dice + cross-entropy, nnU-Net's default loss; 1.0 as there).
+    _C.MODEL.SEM_SEG_HEAD.DICE_WEIGHT = 1.0
 
     # ---------------------------------------------------------------- input: CT preprocessing
     _C.INPUT.CT = CN()

@@ -20,6 +20,10 @@ Choices the paper leaves open, and what this module does:
   overflow float16 and saturate to one slice at the paper's map sizes. ``similarity`` picks the paper's ``"dot"``,
   ``"scaled"`` or a bounded ``"cosine"`` with a learned temperature; the logits and softmax are always float32
   (see ``slice_similarity.py``). Each module returns its input's dtype, under autocast too.
+* **Context features (beyond the paper).** VA as published only gates the target's map, so no feature of a
+  neighbouring image reaches the heads. ``context_features=True`` (``MODEL.VA.CONTEXT_FEATURES``) adds, after the
+  gates, a learned 1x1 projection of the attention-weighted bag, ``out = gated target + W · Σ_n S_att[n] · bag[n]``,
+  with the slice weights of the last attention in use. ``W`` starts at zero, so the module starts as plain VA.
 * **What spatial attention sees of the bag.** Spatial attention follows channel attention (section 2.3 starts
   from the channel-refined target). Its bag members are gated with the *same* channel gate as the target
   (``gate_bag=True``): both sides of the dot product in eq. 3 then live in the same re-weighted feature space, and
@@ -184,6 +188,7 @@ class VolumetricAttention(nn.Module):
         similarity: str = "dot",
         gate_bag: bool = True,
         gate_weight_std: float = GATE_WEIGHT_STD,
+        context_features: bool = False,
     ):
         """
         Args:
@@ -195,6 +200,7 @@ class VolumetricAttention(nn.Module):
             gate_weight_std: std of each gate's last conv weights at init.
             similarity: slice similarity, "dot" (the paper's), "scaled" or "cosine" (``slice_similarity.py``).
             gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
+            context_features: add a projection of the attention-weighted bag to the output (module docstring).
         """
         super().__init__()
         if not (channel or spatial):
@@ -204,13 +210,19 @@ class VolumetricAttention(nn.Module):
         self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std)
                         if spatial else None)
         self.gate_bag = gate_bag
+        self.context_proj = None
+        if context_features:
+            self.context_proj = Conv2d(channels, channels, kernel_size=1)
+            nn.init.zeros_(self.context_proj.weight)
+            nn.init.zeros_(self.context_proj.bias)
 
     def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
         """
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
             return_attention: also return a dict with ``channel_gate [B, C, 1, 1]``, ``channel_weights [B, N]``,
-                ``spatial_gate [B, 1, H, W]``, ``spatial_weights [B, N]`` (for the attentions in use).
+                ``spatial_gate [B, 1, H, W]``, ``spatial_weights [B, N]`` (for the attentions in use), and
+                ``context [B, C, H, W]`` (the projected bag features added to the output) with context features.
         Returns:
             the gated target ``[B, C, H, W]`` (and the dict when asked).
         """
@@ -226,5 +238,9 @@ class VolumetricAttention(nn.Module):
             gate, weights = self.spatial.attention(out, bag)
             out = out * gate
             attn.update(spatial_gate=gate, spatial_weights=weights)
+        if self.context_proj is not None:
+            pooled = torch.einsum("bn,bnchw->bchw", weights.to(bag.dtype), bag)
+            attn["context"] = self.context_proj(pooled)
+            out = out + attn["context"]
         out = out.to(target.dtype)
         return (out, attn) if return_attention else out

@@ -2,7 +2,7 @@
 """Write synthetic abdomen CT phantoms in the LiTS layout and prepare them into the cache (phantom_train/val).
 
     python tools/make_phantoms.py [--out $VA_DATASETS/phantom] [--cache $VA_DATASETS/cache/phantom] \
-        [--num-cases 8] [--seed 0] [--profile abdomen|zcontext] [--config-file ...yaml]
+        [--num-cases 8] [--seed 0] [--profile abdomen|zcontext|zcontext_liver] [--config-file ...yaml]
 """
 import argparse
 import os
@@ -22,7 +22,8 @@ def build_parser():
     parser.add_argument("--num-cases", type=int, default=8, help="number of phantoms (every 4th is val)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slices", type=int, default=None, help="slices per volume (default: random 40-80)")
-    parser.add_argument("--size", type=int, default=128, help="in-plane size in pixels")
+    parser.add_argument("--size", type=int, default=None,
+                        help="in-plane size in pixels the anatomy is made at (default: the profile's, 128 or 256)")
     parser.add_argument("--slice-thickness", type=float, default=None,
                         help="slice spacing of the phantoms in mm (default: random 1-3)")
     parser.add_argument("--profile", default="abdomen", choices=sorted(PROFILES),
@@ -34,10 +35,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     shape = None
-    if args.slices is not None or args.size != 128:
-        shape = (args.slices or 60, args.size, args.size)
+    default_size = PROFILES[args.profile].get("size_px", 128)
+    size = args.size or default_size
+    if args.slices is not None or size != default_size:
+        shape = (args.slices or 60, size, size)
     spacing = None
-    inplane = PROFILES[args.profile]["fov_mm"] / args.size
+    inplane = PROFILES[args.profile]["fov_mm"] / size
     if args.slice_thickness is not None:
         spacing = (args.slice_thickness, inplane, inplane)
     if shape is not None and spacing is None:

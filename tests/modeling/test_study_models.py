@@ -71,11 +71,11 @@ def test_dice_ce_head_trains_with_both_losses(tiny_cfg):
 
 
 def test_early_fusion_sees_the_bag_slices_through_one_widened_stem(tiny_cfg):
-    cfg = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_semantic_R_18_FPN_GN_early_fusion.yaml"))
+    cfg = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_early_fusion.yaml"))
     model = build_model(cfg)
     assert model.backbone.bottom_up.stem.conv1.weight.shape[1] == 9  # the 9 slices of a bag of 3
     assert not any(".va." in n for n, _ in model.named_parameters())
-    baseline = build_model(tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_semantic_R_18_FPN_GN_baseline.yaml")))
+    baseline = build_model(tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml")))
     # nothing else changed: the same parameters but the stem's input channels
     shapes = {n: p.shape for n, p in model.named_parameters()}
     base_shapes = {n: p.shape for n, p in baseline.named_parameters()}

@@ -38,6 +38,8 @@ def add_va_config(cfg):
     _C.MODEL.VA.CONTEXT_GRAD = True
     # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated target, so that context features reach the heads (modeling/attention.py).
     _C.MODEL.VA.CONTEXT_FEATURES = False
+    # Every this many training iterations, log VA statistics (largest slice weights, gate mean/spread, cosine temperature, gradient norm per VA module) to metrics.json; 0 = off.
+    _C.MODEL.VA.STATS_PERIOD = 20
 
     # ---------------------------------------------------------------- model: semantic FPN head
     # Weight of the soft Dice term of MODEL.SEM_SEG_HEAD.NAME "DiceCESemSegFPNHead" (Dice + cross-entropy, nnU-Net's default loss; 1.0 as there).

@@ -40,6 +40,20 @@ PROFILES = {
         "small_lesions": (2, 4), "small_lesion_diameter_mm": (7.0, 12.0),
         "large_lesions": (1, 2), "large_lesion_diameter_mm": (15.0, 30.0),
     },
+    # The z-context question posed at native resolution: the zcontext anatomy at 0.65-0.75 mm in-plane, made on
+    # 256 x 256 slices and cropped to the 128 x 128 around the liver (as liver pipelines crop to the liver's region).
+    # Small lesions and vessels are 9-14 mm, i.e. 12-21 pixels across: large enough for a 2.5D model to segment,
+    # yet only their length along z tells them apart.
+    "zcontext_liver": {
+        "inplane_mm": (0.65, 0.75),
+        "fov_mm": 179.0,
+        "size_px": 256,  # in-plane size the anatomy is made at
+        "crop_px": 128,  # in-plane size of the crop centred on the liver that is written
+        "vessels": (4, 7),
+        "vessel_diameter_mm": (9.0, 14.0),
+        "small_lesions": (2, 4), "small_lesion_diameter_mm": (9.0, 14.0),
+        "large_lesions": (1, 2), "large_lesion_diameter_mm": (16.0, 30.0),
+    },
 }
 
 
@@ -54,7 +68,8 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     """One phantom. Deterministic in ``seed`` and ``profile``.
 
     Args:
-        shape: (Z, H, W); default Z in [40, 80], 128 x 128.
+        shape: (Z, H, W) the anatomy is made at; default Z in [40, 80] and the profile's ``size_px`` (128). A
+            profile with ``crop_px`` returns the ``crop_px`` x ``crop_px`` crop centred on the liver.
         spacing: (z, y, x) mm; default z in [1, 3] mm, in-plane from the profile.
         noise_hu: std of the Gaussian noise; default in [10, 20] HU.
         profile: a key of :data:`PROFILES` (sizes and counts of vessels and lesions, field of view).
@@ -67,7 +82,8 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     prof = PROFILES[profile]
     rng = np.random.default_rng(seed)
     if shape is None:
-        shape = (int(rng.integers(40, 81)), 128, 128)
+        size = prof.get("size_px", 128)
+        shape = (int(rng.integers(40, 81)), size, size)
     if spacing is None:
         inplane = float(rng.uniform(*prof["inplane_mm"]))
         spacing = (float(np.round(rng.uniform(1.0, 3.0), 2)), inplane, inplane)
@@ -143,7 +159,20 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
         labels[les] = 2
 
     hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
+    crop = prof.get("crop_px")
+    if crop and (h > crop or w > crop):
+        hu, labels = _crop_around(hu, labels, liver.any(axis=0), min(crop, h), min(crop, w))
     return hu, labels, (sz, sy, sx)
+
+
+def _crop_around(hu, labels, mask_yx, crop_h, crop_w):
+    """The (crop_h, crop_w) in-plane window centred on the bounding box of ``mask_yx``, shifted inside the slice."""
+    ys, xs = np.nonzero(mask_yx)
+    h, w = mask_yx.shape
+    y0 = int(np.clip((ys.min() + ys.max() + 1) // 2 - crop_h // 2, 0, h - crop_h))
+    x0 = int(np.clip((xs.min() + xs.max() + 1) // 2 - crop_w // 2, 0, w - crop_w))
+    window = (slice(None), slice(y0, y0 + crop_h), slice(x0, x0 + crop_w))
+    return np.ascontiguousarray(hu[window]), np.ascontiguousarray(labels[window])
 
 
 def write_phantom(hu: np.ndarray, labels: np.ndarray, spacing_zyx, volume_path, segmentation_path):

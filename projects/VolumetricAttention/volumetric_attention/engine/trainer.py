@@ -13,6 +13,7 @@ from detectron2.utils import comm
 
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
+from .va_stats_hook import VAStatsHook
 
 
 class ResumableTrainingSampler(TrainingSampler):
@@ -72,6 +73,14 @@ class VATrainer(DefaultTrainer):
         for hook in self._hooks:
             if hasattr(hook, "checkpointer"):
                 hook.checkpointer = self.checkpointer
+
+    def build_hooks(self):
+        """detectron2's hooks, and :class:`VAStatsHook` (``MODEL.VA.STATS_PERIOD``) before the metric writers."""
+        hooks = super().build_hooks()
+        if self.cfg.MODEL.VA.STATS_PERIOD > 0:
+            writers = [i for i, h in enumerate(hooks) if type(h).__name__ == "PeriodicWriter"]
+            hooks.insert(writers[0] if writers else len(hooks), VAStatsHook(self.cfg.MODEL.VA.STATS_PERIOD))
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg):

@@ -210,6 +210,9 @@ class VolumetricAttention(nn.Module):
         self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std)
                         if spatial else None)
         self.gate_bag = gate_bag
+        # set by engine.VAStatsHook for the iterations it records: forward keeps its attention (detached) here
+        self.keep_attention = False
+        self.last_attention = None
         self.context_proj = None
         if context_features:
             self.context_proj = Conv2d(channels, channels, kernel_size=1)
@@ -243,4 +246,6 @@ class VolumetricAttention(nn.Module):
             attn["context"] = self.context_proj(pooled)
             out = out + attn["context"]
         out = out.to(target.dtype)
+        if self.keep_attention:
+            self.last_attention = {k: v.detach() for k, v in attn.items()}
         return (out, attn) if return_attention else out

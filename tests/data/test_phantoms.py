@@ -3,6 +3,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from volumetric_attention.data import phantoms as phantoms_module
 from volumetric_attention.data.phantoms import make_phantom, write_phantom_dataset
 
 
@@ -69,3 +70,32 @@ def test_zcontext_profile_vessels_as_wide_as_small_lesions_but_longer():
     small = [s for s in ndimage.find_objects(les) if (s[0].stop - s[0].start) * sz <= 15.0]
     assert small, "the zcontext profile makes small lesions"
     assert max(lengths) > 3 * 15.0
+
+
+def test_zcontext_liver_profile_crops_the_liver_at_native_resolution():
+    """128 x 128 crops of 256 x 256 slices at 0.65-0.75 mm, the whole liver inside; small lesions (< 15 mm) are at
+    least 12 px across; the crop is the same anatomy as the uncropped slice."""
+    small_extents = []
+    for seed in (0, 3):
+        hu, labels, (sz, sy, sx) = make_phantom(seed, shape=(40, 256, 256), profile="zcontext_liver")
+        assert labels.shape == (40, 128, 128) and hu.shape == labels.shape and 0.65 <= sy == sx <= 0.75
+        liver = labels >= 1
+        assert liver.any() and not (liver[:, [0, -1]].any() or liver[:, :, [0, -1]].any())  # nothing cut off
+        comps, k = ndimage.label(labels == 2)
+        for sl, index in zip(ndimage.find_objects(comps), range(1, k + 1)):
+            volume = float((comps[sl] == index).sum()) * sz * sy * sx
+            if (6 * volume / np.pi) ** (1 / 3) < 15.0:
+                small_extents.append(max(sl[1].stop - sl[1].start, sl[2].stop - sl[2].start))
+    assert small_extents and min(small_extents) >= 12, small_extents
+    full = phantoms_module.PROFILES["zcontext_liver"].copy()
+    try:  # without the crop: the written crop is a window of the full slice
+        phantoms_module.PROFILES["zcontext_liver"] = dict(full, crop_px=None)
+        _, labels_full, _ = make_phantom(0, shape=(40, 256, 256), profile="zcontext_liver")
+    finally:
+        phantoms_module.PROFILES["zcontext_liver"] = full
+    _, labels_crop, _ = make_phantom(0, shape=(40, 256, 256), profile="zcontext_liver")
+    y_full, x_full = np.nonzero(labels_full.any(axis=0))
+    y_crop, x_crop = np.nonzero(labels_crop.any(axis=0))
+    y0, x0 = y_full.min() - y_crop.min(), x_full.min() - x_crop.min()
+    np.testing.assert_array_equal(labels_full[:, y0:y0 + 128, x0:x0 + 128], labels_crop)
+    assert (labels_full >= 1).sum() == (labels_crop >= 1).sum()

@@ -109,8 +109,9 @@ class InterpolatedStack:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _source(self, index: int) -> str:
-        return os.path.join(self.series_dir, f"{int(index):03d}.slice")
+    def read_source(self, index: int) -> np.ndarray:
+        """(H, W) uint16 source slice ``index`` of the series (1-based file number, as in ``Images_png``)."""
+        return read_slice(os.path.join(self.series_dir, f"{int(index):03d}.slice"))
 
     def __getitem__(self, key):
         rows = np.arange(self.shape[0])[key]
@@ -119,7 +120,7 @@ class InterpolatedStack:
         sources: Dict[int, np.ndarray] = {}
         for i in np.unique(np.concatenate([self.lo[rows], self.hi[rows]])):
             # HU first (exact integers in float32), so the interpolation is the one applied to HU before
-            sources[int(i)] = read_slice(self._source(i)).astype(np.float32) - np.float32(self.offset)
+            sources[int(i)] = self.read_source(i).astype(np.float32) - np.float32(self.offset)
         out = np.empty((len(rows),) + self.shape[1:], np.float32)
         for j, r in enumerate(rows):
             w = self.w[r]

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import _deeplesion_fakes as fakes
@@ -143,3 +144,27 @@ def test_missing_column_refuses_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"error: {tmp_path / 'DL_info.csv'}: missing column(s) Lesion_diameters_Pixel_, ")
+
+
+def test_prepared_through_symlinks_and_a_cycle(tmp_path, monkeypatch, capsys):
+    """$VA_DATASETS/DeepLesion as a link to shared storage, Images_png and a series folder as links, a link cycle
+    inside Images_png: every key slice is found and prepared."""
+    monkeypatch.setenv("VA_DATASETS", str(tmp_path / "datasets"))
+    store = tmp_path / "shared storage"
+    _fixture(store / "DeepLesion real")
+    images = store / "DeepLesion real" / "Images_png"
+    elsewhere = store / "series kept elsewhere"
+    elsewhere.mkdir()
+    (images / "000002_01_01").rename(elsewhere / "000002_01_01")
+    os.symlink(elsewhere / "000002_01_01", images / "000002_01_01")
+    os.symlink(images, images / "loop")
+    pngs = store / "pngs"
+    images.rename(pngs)
+    os.symlink(pngs, images)
+    (tmp_path / "datasets").mkdir()
+    os.symlink(store / "DeepLesion real", tmp_path / "datasets" / "DeepLesion")
+
+    assert _tool().main(["--context-slices", "2"]) == 0  # the default --source $VA_DATASETS/DeepLesion
+    assert "3 prepared, 0 already done, 0 failed" in capsys.readouterr().err
+    assert [d["case_id"] for d in DatasetCatalog.get("deeplesion_val")] == ["000002_01_01_001"]
+    assert len(DatasetCatalog.get("deeplesion_train")[0]["annotations"]) == 2

@@ -344,7 +344,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per inference variant (best is kept)")
     parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
     parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="CPU threads")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["inference", "cost", "training", "loader", "deeplesion_cache", "evaluator"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["inference", "cost", "training", "loader", "deeplesion_cache", "evaluator"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import volumetric_attention  # noqa: F401  (registers the backbones)

@@ -46,7 +46,7 @@ def test_slice_codec_is_lossless_and_rejects_damaged_files(tmp_path):
     values[0, :3] = (0, 65535, 32768)
     data = encode_slice(values)
     np.testing.assert_array_equal(decode_slice(data), values)
-    with pytest.raises(ValueError, match=r"^bad\.slice: not a complete slice-store file; re-run tools/prepare_deeplesion"):
+    with pytest.raises(ValueError, match=r"^bad\.slice: not a complete slice-store file; re-run tools/prepare_"):
         decode_slice(data[:-1], "bad.slice")
     with pytest.raises(ValueError, match=r"^m\.slice: truncated slice file"):
         decode_slice(data[:5], "m.slice")

@@ -13,6 +13,8 @@ before each reading):
     (MODEL.VA.CONTEXT_GRAD), and VA N = 3 with DATALOADER.SHARED_BAG_TARGETS = the batch size (one group of targets
     3 slices apart per batch, whose bags share backbone passes); each in a fresh process
   * data loader: bags per second at 512 x 512 (N = 3, one core)
+  * DeepLesion storage: cache bytes per key slice against the dataset's PNGs, and loader bags per second, for the
+    storage options (a generated 512 x 512 folder in DeepLesion's layout)
   * evaluator: seconds to score one 512 x 512 x 600 case
 All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
 the same number of detections, so the heads cost the same and the difference is the backbone and VA.
@@ -210,6 +212,107 @@ def bench_loader(args, root):
     return {"bags_per_s": n / (time.perf_counter() - start), "bag_size": 3, "slice_size": 512}
 
 
+def bench_deeplesion_cache(root, key_slices_per_interval=2):
+    """DeepLesion storage options at 512 x 512: cache bytes per key slice against the PNGs', and bags per second
+    (N = 3, one core) of the loader reading each.
+
+    A folder in DeepLesion's layout is generated: for each common slice interval (1, 1.25, 2.5, 5 mm), series whose
+    ``Slice_range`` spans +-30 mm around one key slice (as DeepLesion ships them), CT-like 16-bit PNGs from a
+    512 x 512 phantom (its noise makes them compress like real CT). Prepared with the DeepLesion configs' settings
+    (2 mm, 4 context slices: a bag of 3). Options: the interpolated float16 stack per key slice (the earlier cache),
+    no cache (the PNGs read and interpolated on the fly, as 3DCE does), one uint16 ``.npy`` per source slice per
+    series, and the slice store (the chosen one: uint16 high bytes zlib-compressed, low bytes raw).
+    """
+    import cv2
+
+    from volumetric_attention.data.bag import make_bag_array
+    from volumetric_attention.data.cache import load_case
+    from volumetric_attention.data.deeplesion import prepare_deeplesion, read_png
+    from volumetric_attention.data.phantoms import make_phantom
+    from volumetric_attention.data.slice_store import InterpolatedStack
+
+    cv2.setNumThreads(1)
+    src, cache = os.path.join(root, "DeepLesion"), os.path.join(root, "cache", "deeplesion")
+    hu = make_phantom(0, shape=(24, 512, 512))[0]
+    pool = (np.round(hu).astype(np.int32) + 32768).clip(0, 65535).astype(np.uint16)
+    rows, n = [], 0
+    header = ("File_name,Patient_index,Study_index,Series_ID,Key_slice_index,Measurement_coordinates,Bounding_boxes,"
+              "Lesion_diameters_Pixel_,Normalized_lesion_location,Coarse_lesion_type,Possibly_noisy,Slice_range,"
+              "Spacing_mm_px_,Image_size,DICOM_windows,Patient_gender,Patient_age,Train_Val_Test")
+    for interval in (1.0, 1.25, 2.5, 5.0):
+        half = int(round(30.0 / interval))
+        for _ in range(key_slices_per_interval):
+            n += 1
+            series = f"{n:06d}_01_01"
+            os.makedirs(os.path.join(src, "Images_png", series))
+            for k in range(1, 2 * half + 2):
+                cv2.imwrite(os.path.join(src, "Images_png", series, f"{k:03d}.png"), pool[(n * 7 + k) % len(pool)])
+            key = half + 1
+            rows.append(f'{series}_{key:03d}.png,{n},1,1,{key},"1,2,3,4","200, 200, 240, 240","40, 20",'
+                        f'"0.5,0.5,0.5",4,0,"1, {2 * half + 1}","0.7, 0.7, {interval}","512, 512","-175, 275",F,50,1')
+    with open(os.path.join(src, "DL_info.csv"), "w") as f:
+        f.write("\n".join([header] + rows) + "\n")
+    context = 4
+    result = prepare_deeplesion(src, cache, (-1024.0, 3071.0), 2.0, context, stream=open(os.devnull, "w"))
+    assert not result.failed, result.failed
+
+    def folder_bytes(folder, suffix=""):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files
+                   if f.endswith(suffix))
+
+    cases = [load_case(os.path.join(cache, r.split(",")[0][:-4])) for r in rows]
+    png_per_key = folder_bytes(os.path.join(src, "Images_png"), ".png") / len(cases)
+    store_bytes = folder_bytes(os.path.join(cache, "series")) + sum(folder_bytes(c.case_dir) for c in cases)
+    store_per_key = store_bytes / len(cases)
+    needed = sum(len(os.listdir(os.path.join(cache, "series", c.meta["slice_store"]["series"]))) for c in cases)
+    raw_per_key = needed * 512 * 512 * 2 / len(cases)
+    f16_per_key = (2 * context + 1) * 512 * 512 * 2
+
+    class FromPNG(InterpolatedStack):
+        def read_source(self, index):
+            return read_png(os.path.join(self.png_dir, f"{int(index):03d}.png"))
+
+    class FromNpy(InterpolatedStack):
+        def read_source(self, index):
+            return np.load(os.path.join(self.npy_dir, f"{int(index):03d}.npy"), mmap_mode="r")
+
+    stacks = {"store": [c.image for c in cases], "png": [], "npy": [], "f16": []}
+    for c in cases:
+        series = c.meta["slice_store"]["series"]
+        png = FromPNG(**{k: getattr(c.image, k) for k in ("series_dir", "lo", "hi", "w", "hu_window", "offset")},
+                      height=512, width=512)
+        png.png_dir = os.path.join(src, "Images_png", series)
+        npy = FromNpy(**{k: getattr(c.image, k) for k in ("series_dir", "lo", "hi", "w", "hu_window", "offset")},
+                      height=512, width=512)
+        npy.npy_dir = os.path.join(root, "npy", series)
+        os.makedirs(npy.npy_dir, exist_ok=True)
+        for i in set(c.image.lo.tolist()) | set(c.image.hi.tolist()):
+            np.save(os.path.join(npy.npy_dir, f"{i:03d}.npy"), c.image.read_source(i))
+        path = os.path.join(root, "npy", f"{c.case_id}_f16.npy")
+        np.save(path, c.image[:].astype(np.float16))
+        stacks["png"].append(png)
+        stacks["npy"].append(npy)
+        stacks["f16"].append(np.load(path, mmap_mode="r"))
+
+    # round-robin passes, best of each: the options see the same machine load
+    speed = {k: 0.0 for k in stacks}
+    for _ in range(5):
+        for key, volumes in stacks.items():
+            start = time.perf_counter()
+            for v in volumes:
+                make_bag_array(v, context, 3)
+            speed[key] = max(speed[key], len(volumes) / (time.perf_counter() - start))
+    options = [("interpolated float16 per key slice (earlier)", f16_per_key, "f16"),
+               ("no cache: PNGs read on the fly", 0.0, "png"),
+               ("uint16 .npy per source slice, per series", raw_per_key, "npy"),
+               ("slice store per series (chosen)", store_per_key, "store")]
+    return [{"option": name, "MB_per_key_slice": size / 2 ** 20, "x_png_size": size / png_per_key,
+             "bags_per_s": speed[key], "x_earlier_speed": speed[key] / speed["f16"]} for name, size, key in options] + [
+        {"option": f"(PNGs of the folder: {len(cases)} key slices at 1, 1.25, 2.5, 5 mm)",
+         "MB_per_key_slice": png_per_key / 2 ** 20, "x_png_size": 1.0, "bags_per_s": float("nan"),
+         "x_earlier_speed": float("nan")}]
+
+
 def bench_evaluator():
     """Seconds to score one 512 x 512 x 600 case (liver + lesions) with the LiTS metrics."""
     from scipy import ndimage
@@ -246,7 +349,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per inference variant (best is kept)")
     parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
     parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="CPU threads")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["inference", "cost", "training", "loader", "evaluator"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["inference", "cost", "training", "loader", "deeplesion_cache", "evaluator"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import volumetric_attention  # noqa: F401  (registers the backbones)
@@ -273,6 +377,9 @@ def main(argv=None):
         if "loader" not in args.skip:
             results["loader"] = bench_loader(args, root)
             print(table("Data loader", [results["loader"]]), flush=True)
+        if "deeplesion_cache" not in args.skip:
+            results["deeplesion_cache"] = bench_deeplesion_cache(root)
+            print(table("DeepLesion storage (512 x 512, bag of 3, one core)", results["deeplesion_cache"]), flush=True)
         if "evaluator" not in args.skip:
             results["evaluator"] = bench_evaluator()
             print(table("Evaluator", [results["evaluator"]]), flush=True)

@@ -181,3 +181,43 @@ def test_missing_cache_tells_what_to_run(tmp_path, monkeypatch):
         DatasetCatalog.get("deeplesion_train")
     with pytest.raises(CacheError, match="make_phantoms.py"):
         DatasetCatalog.get("phantom_val")
+
+
+def test_both_layouts_prepared_through_symlinks_and_cycles(tmp_path, capsys):
+    """Data kept elsewhere and linked into the source folder is found; link cycles neither hang nor duplicate."""
+    store = tmp_path / "shared storage"
+    official = store / "lits batch"
+    official.mkdir(parents=True)
+    _case(official, 0)
+    _case(official, 1)
+    msd = store / "msd" / "Task03_Liver"
+    (msd / "imagesTr").mkdir(parents=True)
+    labels = store / "msd labels v2"  # labelsTr is itself a link to a folder of another name
+    labels.mkdir()
+    hu, label = _case(tmp_path, 99)
+    _write(msd / "imagesTr" / "liver_0.nii.gz", hu)
+    _write(labels / "liver_0.nii.gz", label)
+    os.symlink(labels, msd / "labelsTr")
+    os.symlink(official, official / "loop")  # a cycle inside the linked data
+
+    src = tmp_path / "datasets" / "LiTS"
+    src.mkdir(parents=True)
+    os.symlink(official, src / "Training Batch 1")
+    os.symlink(msd, src / "Task03_Liver")
+    os.symlink(src, src / "again")  # a cycle back to the source root
+    os.symlink(official, src / "same batch twice")
+
+    cases = discover_lits_cases(src)
+    assert [(c["case_id"], os.path.relpath(c["image"], src), c["label"] and os.path.relpath(c["label"], src))
+            for c in cases] == [
+        ("liver_0", os.path.join("Task03_Liver", "imagesTr", "liver_0.nii.gz"),
+         os.path.join("Task03_Liver", "labelsTr", "liver_0.nii.gz")),
+        ("volume-0", os.path.join("Training Batch 1", "volume-0.nii.gz"),
+         os.path.join("Training Batch 1", "segmentation-0.nii.gz")),
+        ("volume-1", os.path.join("Training Batch 1", "volume-1.nii.gz"),
+         os.path.join("Training Batch 1", "segmentation-1.nii.gz")),
+    ]
+    cache = tmp_path / "cache"
+    assert _tool("prepare_lits").main(["--source", str(src), "--cache", str(cache)]) == 0
+    assert "3 prepared, 0 already done, 0 failed" in capsys.readouterr().err
+    assert load_case(cache / "liver_0").label_original.shape == (8, 16, 16)

@@ -7,6 +7,9 @@ Layout of ``<cache_root>/<case_id>/``:
     annotations.json     {"<slice_index>": [annotation, ...]} on the cache grid (labeled cases only)
     meta.json            case_id, sources, settings, geometry, resampler, spacing, num_slices, split, ...
 
+DeepLesion cases have no ``image.npy``: their ``meta.json`` holds ``slice_store`` (series, interpolation indices and
+weights) and the image is interpolated on read from ``<cache_root>/series/<series>/`` (:mod:`.slice_store`).
+
 A case is written into ``<cache_root>/.tmp-<case_id>-<random>/`` and renamed into place when complete, so a reader
 never sees a half-written case; ``meta.json`` is written last inside it. ``index.json`` is replaced atomically after
 all cases, and lists the cases, their splits and the settings.
@@ -22,6 +25,7 @@ import numpy as np
 
 from ..utils.atomic_io import atomic_open
 from .preprocessing import SliceResampler
+from .slice_store import InterpolatedStack, series_dir
 from .volume_io import Geometry
 
 __all__ = ["CacheError", "CachedCase", "load_case", "write_case", "write_json_atomic", "read_json", "make_settings",
@@ -138,7 +142,8 @@ def write_index(cache_root, cases: list, settings: dict, **extra):
 
 @dataclass
 class CachedCase:
-    """One cached case. ``image``: float16 (Z, H, W) memmap in [0, 1]; ``label``: uint8 (Z, H, W) memmap or None;
+    """One cached case. ``image``: float16 (Z, H, W) memmap in [0, 1] (DeepLesion: a float32
+    :class:`InterpolatedStack`, indexed like the memmap); ``label``: uint8 (Z, H, W) memmap or None;
     ``label_original``: uint8 (Z0, H, W) memmap or None; ``spacing``: cache spacing (z, y, x) in mm."""
 
     case_dir: str
@@ -171,8 +176,23 @@ def _load_optional(case_dir, name):
     return np.load(path, mmap_mode="r") if os.path.isfile(path) else None
 
 
+def _image_of(case_dir: str, meta: dict):
+    """The case's (Z, H, W) image in [0, 1]: ``image.npy`` memmapped, or for DeepLesion the stack interpolated from
+    the series' slice store."""
+    store = meta.get("slice_store")
+    if store is not None:
+        cache_root = os.path.dirname(os.path.abspath(case_dir))
+        return InterpolatedStack(series_dir(cache_root, store["series"]), store["lo"], store["hi"], store["w"],
+                                 meta["settings"]["hu_window"], store["offset"], meta["height"], meta["width"])
+    if "series_dir" in meta.get("source", {}):
+        raise CacheError(f"{case_dir}: DeepLesion cache entry in an older format (interpolated float16 image.npy); "
+                         "re-run tools/prepare_deeplesion.py to rebuild the cache")
+    return np.load(os.path.join(case_dir, "image.npy"), mmap_mode="r")
+
+
 def load_case(case_dir) -> CachedCase:
-    """Open a cached case with memory-mapped arrays. Raises :class:`CacheError` for a missing or incomplete entry."""
+    """Open a cached case with memory-mapped arrays. Raises :class:`CacheError` for a missing, incomplete or
+    outdated entry."""
     case_dir = os.fspath(case_dir)
     meta_path = os.path.join(case_dir, META_FILE)
     if os.path.basename(os.path.normpath(case_dir)).startswith(TMP_PREFIX):
@@ -181,8 +201,8 @@ def load_case(case_dir) -> CachedCase:
         raise CacheError(f"{case_dir}: missing or incomplete cache entry (no {META_FILE}); re-run the prepare tool")
     try:
         meta = read_json(meta_path)
-        image = np.load(os.path.join(case_dir, "image.npy"), mmap_mode="r")
-    except (OSError, ValueError) as e:
+        image = _image_of(case_dir, meta)
+    except (OSError, ValueError, KeyError) as e:
         raise CacheError(f"{case_dir}: unreadable cache entry ({type(e).__name__}: {e}); re-run the prepare tool")
     if not meta.get("complete"):
         raise CacheError(f"{meta_path}: cache entry not marked complete; re-run the prepare tool")

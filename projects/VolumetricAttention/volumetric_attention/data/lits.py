@@ -1,7 +1,7 @@
 """LiTS (and MSD Task03_Liver, and the phantoms, which use the LiTS layout): case discovery, the train/val split
 and the per-case prepare step.
 
-Accepted layouts under the source root (any depth):
+Accepted layouts under the source root (any depth; symbolic links to folders are followed):
     official LiTS:  volume-K.nii[.gz] + segmentation-K.nii[.gz] (labeled), test-volume-K.nii[.gz] (unlabeled)
     MSD Task03:     imagesTr/liver_K.nii.gz + labelsTr/liver_K.nii.gz (labeled), imagesTs/liver_K.nii.gz (unlabeled)
 """
@@ -28,6 +28,23 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
+def _walk_following_links(root):
+    """(folder, sorted file names) of every folder under ``root``, hidden ones left out, in a stable order.
+
+    Symbolic links to folders are followed (data on shared storage is often linked into ``$VA_DATASETS``); a folder
+    reached a second time (a link cycle, or two links to one folder) is not entered again.
+    """
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield dirpath, sorted(filenames)
+
+
 def discover_lits_cases(root) -> List[Dict]:
     """Find the cases under ``root``.
 
@@ -37,10 +54,9 @@ def discover_lits_cases(root) -> List[Dict]:
     """
     root = os.fspath(root)
     images, labels = {}, {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, filenames in _walk_following_links(root):
         parent = os.path.basename(dirpath)
-        for name in sorted(filenames):
+        for name in filenames:
             if name.startswith(".") or not re.search(_NII, name):
                 continue
             path = os.path.join(dirpath, name)

@@ -12,6 +12,8 @@ before each reading):
     with independent targets, each with and without gradients through the bag's context images
     (MODEL.VA.CONTEXT_GRAD), and VA N = 3 with DATALOADER.SHARED_BAG_TARGETS = the batch size (one group of targets
     3 slices apart per batch, whose bags share backbone passes); each in a fresh process
+  * activation memory: bytes autograd keeps per target in the LiTS R50 VA-FPN backbone at 512 px (float32), bags
+    of 1, 3 and 9, with and without context gradients (the saved tensors themselves, no GPU needed)
   * data loader: bags per second at 512 x 512 (N = 3, one core)
   * DeepLesion storage: cache bytes per key slice against the dataset's PNGs, and loader bags per second, for the
     storage options (a generated 512 x 512 folder in DeepLesion's layout)
@@ -198,6 +200,50 @@ def bench_training(args, root):
     return rows
 
 
+LITS_VA = os.path.join(CONFIGS, "LiTS", "mask_rcnn_R_50_FPN_va_bag9.yaml")
+
+
+def _saved_bytes(fn):
+    """Bytes autograd keeps for backward while ``fn()`` runs (distinct storages of the saved tensors), and its result.
+
+    This is the activation memory of training, measured without a GPU and independent of the allocator.
+    """
+    storages = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(storages.values()), out
+
+
+def bench_activation_memory(args):
+    """Activation memory of the LiTS R50 VA-FPN backbone (bottom-up, FPN, VA on P2-P6) per target in training, at
+    ``--memory-size`` px, float32, for bags of 1, 3 and 9, with and without context gradients."""
+    from detectron2.modeling import build_backbone
+
+    from volumetric_attention import get_va_cfg
+
+    size = args.memory_size
+    rows = []
+    for bag, context_grad in ((1, True), (3, True), (3, False), (9, True), (9, False)):
+        cfg = get_va_cfg(LITS_VA, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.VA.ENABLED", bag > 1,
+                                   "MODEL.VA.BAG_SIZE", bag, "MODEL.VA.CONTEXT_GRAD", context_grad])
+        torch.manual_seed(0)
+        backbone = build_backbone(cfg).train()
+        x = torch.randn(1, 3 * bag, size, size)
+        saved, _ = _saved_bytes(lambda: backbone(x))
+        name = "baseline" if bag == 1 else f"VA bag {bag}" + ("" if context_grad else ", no context grad")
+        rows.append({"variant": name, "size_px": size, "activation_gb_per_target": saved / 2**30})
+        del backbone
+    for row in rows:
+        row["x_baseline"] = row["activation_gb_per_target"] / rows[0]["activation_gb_per_target"]
+    return rows
+
+
 def bench_loader(args, root):
     """Bags per second of the mapper at 512 x 512, N = 3, test-time transform off, one core."""
     from volumetric_attention.data.bag import make_bag_array
@@ -349,8 +395,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per inference variant (best is kept)")
     parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
     parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="CPU threads")
+    parser.add_argument("--memory-size", type=int, default=512,
+                        help="slice size of the activation-memory rows (the LiTS configs: 512; 1024 needs ~4x the RAM)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["inference", "cost", "training", "loader", "deeplesion_cache", "evaluator"])
+                        choices=["inference", "cost", "training", "memory", "loader", "deeplesion_cache", "evaluator"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import volumetric_attention  # noqa: F401  (registers the backbones)
@@ -374,6 +422,10 @@ def main(argv=None):
                          stream=open(os.devnull, "w"))
             results["training"] = bench_training(args, root)
             print(table("Training", results["training"]), flush=True)
+        if "memory" not in args.skip:
+            results["activation_memory"] = bench_activation_memory(args)
+            print(table("Activation memory per target (LiTS R50 VA-FPN backbone)", results["activation_memory"]),
+                  flush=True)
         if "loader" not in args.skip:
             results["loader"] = bench_loader(args, root)
             print(table("Data loader", [results["loader"]]), flush=True)

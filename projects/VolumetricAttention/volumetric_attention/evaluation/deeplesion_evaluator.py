@@ -126,6 +126,12 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
             metrics[f"sens_avg/{name}"] = breakdown[name]["sens_avg"]
         metrics["num_images"] = curve["num_images"]
         metrics["num_gt"] = curve["num_gt"]
+        if curve["num_gt"] == 0:
+            logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no ground-truth lesion in "
+                           f"{curve['num_images']} images; sensitivities and AP50 are undefined (NaN)")
+        elif len(curve["is_fp"]) == 0:
+            logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no detections (all sensitivities 0); "
+                           "check MODEL.ROI_HEADS.SCORE_THRESH_TEST or the training")
         logger.info(f"DeepLesion FROC on {self._dataset_name}: "
                     + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if "/" not in k))
         if self._output_dir:
@@ -152,9 +158,9 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k], "sensitivity": curve["sensitivity"][k],
                  "is_fp": int(curve["is_fp"][k])} for k in range(len(curve["is_fp"]))]
         write_csv(os.path.join(out, "deeplesion_froc.csv"), rows, ["rank", "fp_per_image", "sensitivity", "is_fp"])
-        # the curve at its FP steps only (the top of each vertical step) keeps the JSON small
+        # the curve at its FP steps only (the top of each vertical step) keeps the JSON small; no detections, no curve
         is_fp = curve["is_fp"]
-        last_before_fp = np.flatnonzero(np.concatenate([is_fp[1:], [True]]))
+        last_before_fp = np.flatnonzero(np.append(is_fp[1:], True)) if len(is_fp) else np.zeros(0, np.int64)
         result = {
             "type": "deeplesion",
             "dataset": self._dataset_name,

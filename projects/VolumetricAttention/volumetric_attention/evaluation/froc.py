@@ -23,6 +23,7 @@ AP50 (an independent computation, PASCAL VOC 2010+/COCO style): detections ranke
 the unmatched GT of its image with the highest IoU, if that IoU >= 0.5 (TP), otherwise it is an FP (so duplicates are
 FPs, unlike in the FROC). Precision/recall after each detection; AP = area under the precision envelope
 (precision made non-increasing from the right), summed over the recall steps ("all-point interpolation").
+AP is 0 without detections and NaN without GT (as sensitivity is).
 """
 import numpy as np
 
@@ -68,7 +69,7 @@ def froc(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5):
     Args:
         pred_boxes: list over images of [N_i, 4] XYXY; pred_scores: list of [N_i]; gt_boxes: list of [M_i, 4].
     Returns:
-        dict: ``sensitivity`` [D] and ``fp_per_image`` [D] after each ranked detection; ``is_fp`` [D] bool;
+        dict: ``sensitivity`` [D] (NaN without GT) and ``fp_per_image`` [D] after each ranked detection; ``is_fp`` [D] bool;
         ``found_rank`` [G] (rank of the detection that found each GT, images concatenated in order; -1 when never
         found); ``num_images``; ``num_gt``.
     """
@@ -95,7 +96,7 @@ def froc(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5):
         found[new] = True
         found_rank[new] = rank
         new_hits[rank] = len(new)
-    sensitivity = np.cumsum(new_hits) / max(num_gt, 1)
+    sensitivity = np.cumsum(new_hits) / num_gt if num_gt else np.full(len(order), np.nan)
     fp_per_image = np.cumsum(is_fp) / max(n_img, 1)
     return {"sensitivity": sensitivity, "fp_per_image": fp_per_image, "is_fp": is_fp, "found_rank": found_rank,
             "num_images": n_img, "num_gt": num_gt}
@@ -143,7 +144,9 @@ def average_precision(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5):
         if candidates[j] >= iou_thresh:
             matched[i][j] = True
             tp[rank] = True
-    if num_gt == 0 or len(order) == 0:
+    if num_gt == 0:  # no positives: recall, and so AP, is undefined
+        return float("nan"), np.zeros(0), np.zeros(0)
+    if len(order) == 0:
         return 0.0, np.zeros(0), np.zeros(0)
     ctp = np.cumsum(tp)
     recall = ctp / num_gt

@@ -11,7 +11,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
 
-# 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is:
+# 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is (continuous
+# convention; the official +1 px makes d7's IoU with g1 exactly 0.5, a hit):
 #   d9 .95 img3 FP#1 | d1 .90 img0 TP g0 | d2 .85 img1 FP#2 | d3 .80 img0 hits found g0: neither |
 #   d4 .70 img2 TP g3 (IoU 100/110) | d5 .60 img2 FP#3 | d6 .50 img1 TP g2 (IoU exactly 0.5) |
 #   d7 .40 img0 FP#4 (IoU 100/210 with g1) | d8 .30 img0 TP g1
@@ -28,7 +29,7 @@ DETS = [
 
 
 def _curve():
-    return froc([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+    return froc([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS, convention="continuous")
 
 
 def test_sensitivity_at_fps_by_hand():
@@ -51,7 +52,8 @@ def test_sensitivity_at_fps_by_hand():
 def test_ap50_by_hand():
     # AP ranking: duplicates are FPs. TP flags 0 1 0 0 1 0 1 0 1; precision at the 4 recall steps (.25 .5 .75 1):
     # 1/2, 2/5, 3/7, 4/9; envelope (max to the right) 1/2, 4/9, 4/9, 4/9. AP = 0.25 (1/2 + 3 * 4/9).
-    ap, precision, recall = average_precision([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+    ap, precision, recall = average_precision([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS,
+                                              convention="continuous")
     assert ap == pytest.approx(0.25 * (0.5 + 3 * 4 / 9))
     assert recall.tolist() == [0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0]
     assert precision[4] == pytest.approx(2 / 5)
@@ -71,7 +73,7 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, _dataset_dicts)
         MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
-    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False, convention="continuous")
     evaluator.reset()
     # feed in a shuffled order; image 1's input lacks annotations (a test mapper drops them): looked up by image_id
     for i in (2, 0, 3, 1):

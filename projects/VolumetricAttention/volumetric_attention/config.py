@@ -59,6 +59,8 @@ def add_va_config(cfg):
     _C.TEST.CT.LESION_CONNECTIVITY = 26
     # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
     _C.TEST.CT.SLICE_AP = False
+    # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties later-first) or "continuous" (detectron2 boxes, ties earlier-first).
+    _C.TEST.CT.FROC_CONVENTION = "official"
 
 
 def bag_size_from_cfg(cfg) -> int:

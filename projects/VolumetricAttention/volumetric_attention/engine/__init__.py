@@ -1,5 +1,5 @@
-from .checkpoint import VACheckpointer
+from .checkpoint import CheckpointLoadError, VACheckpointer
 from .ddp import create_ddp_model
 from .trainer import VATrainer
 
-__all__ = ["VACheckpointer", "VATrainer", "create_ddp_model"]
+__all__ = ["VACheckpointer", "CheckpointLoadError", "VATrainer", "create_ddp_model"]

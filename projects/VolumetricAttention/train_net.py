@@ -11,7 +11,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 
 from volumetric_attention import get_va_cfg
-from volumetric_attention.engine import VACheckpointer, VATrainer
+from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer
 from volumetric_attention.inference import load_weights_strict
 
 
@@ -44,7 +44,10 @@ def main(args):
         verify_results(cfg, res)
         return res
     trainer = VATrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    try:
+        trainer.resume_or_load(resume=args.resume)
+    except CheckpointLoadError as e:  # the same one line as --eval-only gives for MODEL.WEIGHTS or the last checkpoint
+        raise SystemExit(f"error: {_one_line(e)}") from e
     return trainer.train()
 
 

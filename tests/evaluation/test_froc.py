@@ -11,7 +11,8 @@ from detectron2.structures import Boxes, BoxMode, Instances
 
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
 
-# 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is:
+# 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is (continuous
+# convention; the official +1 px makes d7's IoU with g1 exactly 0.5, a hit):
 #   d9 .95 img3 FP#1 | d1 .90 img0 TP g0 | d2 .85 img1 FP#2 | d3 .80 img0 hits found g0: neither |
 #   d4 .70 img2 TP g3 (IoU 100/110) | d5 .60 img2 FP#3 | d6 .50 img1 TP g2 (IoU exactly 0.5) |
 #   d7 .40 img0 FP#4 (IoU 100/210 with g1) | d8 .30 img0 TP g1
@@ -28,7 +29,7 @@ DETS = [
 
 
 def _curve():
-    return froc([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+    return froc([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS, convention="continuous")
 
 
 def test_sensitivity_at_fps_by_hand():
@@ -51,7 +52,8 @@ def test_sensitivity_at_fps_by_hand():
 def test_ap50_by_hand():
     # AP ranking: duplicates are FPs. TP flags 0 1 0 0 1 0 1 0 1; precision at the 4 recall steps (.25 .5 .75 1):
     # 1/2, 2/5, 3/7, 4/9; envelope (max to the right) 1/2, 4/9, 4/9, 4/9. AP = 0.25 (1/2 + 3 * 4/9).
-    ap, precision, recall = average_precision([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS)
+    ap, precision, recall = average_precision([d[0] for d in DETS], [np.array(d[1]) for d in DETS], GTS,
+                                              convention="continuous")
     assert ap == pytest.approx(0.25 * (0.5 + 3 * 4 / 9))
     assert recall.tolist() == [0, 0.25, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0]
     assert precision[4] == pytest.approx(2 / 5)
@@ -71,7 +73,7 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     if name not in DatasetCatalog.list():
         DatasetCatalog.register(name, _dataset_dicts)
         MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
-    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False, convention="continuous")
     evaluator.reset()
     # feed in a shuffled order; image 1's input lacks annotations (a test mapper drops them): looked up by image_id
     for i in (2, 0, 3, 1):
@@ -98,3 +100,76 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     with open(tmp_path / "deeplesion_froc.csv") as f:
         assert len(list(csv.DictReader(f))) == 9
     assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000
+
+
+def _register(name, dicts):
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
+
+
+def _instances(boxes, scores):
+    inst = Instances((128, 128))
+    inst.pred_boxes = Boxes(torch.tensor(np.reshape(boxes, (-1, 4)), dtype=torch.float32))
+    inst.scores = torch.tensor(scores, dtype=torch.float32)
+    inst.pred_classes = torch.zeros(len(scores), dtype=torch.int64)
+    return inst
+
+
+def _evaluate(tmp_path, name, dicts, detections):
+    """Run the evaluator over ``dicts`` with ``detections[i] = (boxes [N, 4], scores [N])``."""
+    _register(name, dicts)
+    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    evaluator.reset()
+    for d, (boxes, scores) in zip(dicts, detections):
+        evaluator.process([d], [{"instances": _instances(boxes, scores)}])
+    return evaluator.evaluate()["deeplesion"]
+
+
+def test_evaluator_without_detections_scores_zero(tmp_path):
+    dicts = _dataset_dicts()
+    res = _evaluate(tmp_path, "deeplesion_froc_no_detections", dicts, [(np.zeros((0, 4)), [])] * len(dicts))
+    assert [res[f"sens@{f:g}"] for f in (0.5, 1, 2, 4, 8, 16)] == [0.0] * 6
+    assert res["sens_avg"] == 0.0 and res["AP50"] == 0.0 and res["num_gt"] == 4
+    assert res["sens_avg/liver"] == 0.0 and res["sens_avg/>30mm"] == 0.0
+    summary = json.loads((tmp_path / "deeplesion_summary.json").read_text())
+    assert summary["curve"] == {"fp_per_image": [], "sensitivity": []}
+    assert summary["metrics"]["sens@0.5"] == 0.0
+    with open(tmp_path / "deeplesion_froc.csv") as f:
+        assert list(csv.DictReader(f)) == []
+    assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000
+
+
+def test_evaluator_without_ground_truth(tmp_path):
+    dicts = [{"image_id": f"empty{i}", "height": 128, "width": 128, "annotations": []} for i in range(3)]
+    detections = [(np.array([[0, 0, 10, 10]], float), [0.9]), (np.zeros((0, 4)), []),
+                  (np.array([[5, 5, 20, 20], [30, 30, 40, 40]], float), [0.8, 0.3])]
+    res = _evaluate(tmp_path, "deeplesion_froc_no_gt", dicts, detections)
+    # no lesion to find: sensitivity and AP are undefined, reported as NaN (null in the JSON), never a crash
+    assert res["num_gt"] == 0 and res["num_images"] == 3
+    assert np.isnan(res["sens@0.5"]) and np.isnan(res["sens_avg"]) and np.isnan(res["AP50"])
+    summary = json.loads((tmp_path / "deeplesion_summary.json").read_text())
+    assert summary["metrics"]["sens_avg"] is None
+    # every detection is an FP: the curve still runs to 3 FPs over 3 images
+    assert summary["curve"]["fp_per_image"] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert summary["curve"]["sensitivity"] == [None] * 3
+    # and the same with no detections either
+    res = _evaluate(tmp_path, "deeplesion_froc_no_gt", dicts, [(np.zeros((0, 4)), [])] * 3)
+    assert res["num_gt"] == 0 and np.isnan(res["sens_avg"]) and np.isnan(res["AP50"])
+
+
+def test_evaluator_with_detections_in_some_images_only(tmp_path):
+    # 3 images with one lesion each; only image 1 has detections: an FP (.9) then a hit (.6)
+    dicts = [{"image_id": f"some{i}", "height": 128, "width": 128,
+              "annotations": [{"bbox": [10, 10, 30, 30], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0,
+                               "lesion_type": 4, "diameter_mm": 20.0}]} for i in range(3)]
+    detections = [(np.zeros((0, 4)), []), (np.array([[60, 60, 80, 80], [10, 10, 30, 30]], float), [0.9, 0.6]),
+                  (np.zeros((0, 4)), [])]
+    res = _evaluate(tmp_path, "deeplesion_froc_some_detections", dicts, detections)
+    # 0.5 FPs/image over 3 images allows floor(1.5) = 1 FP: both detections are taken, 1 of 3 lesions found
+    assert res["sens@0.5"] == pytest.approx(100 / 3) and res["sens@16"] == pytest.approx(100 / 3)
+    # AP: precision 1/2 at recall 1/3
+    assert res["AP50"] == pytest.approx(100 * (1 / 3) * (1 / 2))
+    with open(tmp_path / "deeplesion_froc.csv") as f:
+        assert [r["is_fp"] for r in csv.DictReader(f)] == ["1", "0"]

@@ -3,9 +3,10 @@ import importlib.util
 import cv2
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from volumetric_attention.data.volume_io import case_name, read_volume, write_label_volume
-from volumetric_attention.inference.overlays import slices_that_matter
+from volumetric_attention.inference.overlays import draw_slice_overlay, slices_that_matter
 
 from .conftest import oblique_nifti
 
@@ -50,3 +51,46 @@ def test_label_map_on_another_grid_is_refused(tmp_path):
     wrong = tmp_path / "wrong.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6, 7), np.uint8)), str(wrong))
     assert _visualize_main()(["--volume", str(ct), "--prediction", str(wrong), "--output", str(tmp_path / "o")]) == 1
+
+
+def _band(mask, other, scale):
+    """The pixels of ``mask`` that touch ``other`` (4-neighbours), as output pixels at ``scale``."""
+    return np.kron(mask & ndimage.binary_dilation(other), np.ones((scale, scale), bool))
+
+
+def test_ground_truth_outlines_include_holes():
+    scale, square = 2, ndimage.generate_binary_structure(2, 2)
+    gt = np.zeros((64, 64), np.uint8)
+    gt[8:56, 8:56] = 1
+    gt[20:30, 20:30] = 0  # a vessel: a hole in the liver
+    gt[36:50, 36:50] = 2
+    gt[40:46, 40:46] = 1  # a ring-shaped lesion (liver inside it)
+    gt[12, 50] = 2  # a one-pixel lesion
+    hu = np.zeros(gt.shape, np.float32)
+    plain = draw_slice_overlay(hu, scale=scale).astype(int)
+    image = draw_slice_overlay(hu, ground_truth=gt, scale=scale).astype(int)
+    drawn = np.abs(image - plain).sum(axis=2) > 30
+
+    liver, lesion = gt >= 1, gt == 2
+    hole = ndimage.binary_fill_holes(liver) & ~liver
+    ring_inside = ndimage.binary_fill_holes(lesion) & ~lesion
+    dot = np.zeros(gt.shape, bool)
+    dot[12, 50] = True
+    boundaries = {  # output pixels along each boundary, and the channel (red 0, green 1) of its outline colour
+        "liver outer": (_band(liver, ~liver & ~hole, scale), 0),
+        "liver hole": (_band(liver, hole, scale), 0),
+        "lesion outer": (_band(lesion & ~dot, ~lesion & ~ring_inside, scale), 1),
+        "ring inside": (_band(lesion, ring_inside, scale), 1),
+        "one-pixel lesion": (_band(dot, ~dot, scale), 1),
+    }
+    near_drawn = ndimage.binary_dilation(drawn, square)
+    for name, (band, channel) in boundaries.items():
+        # the outline follows the whole boundary: nearly every boundary pixel has a drawn pixel at most 1 px away
+        assert (near_drawn & band).sum() >= 0.8 * band.sum(), name
+        colours = image[drawn & ndimage.binary_dilation(band, square)]
+        assert len(colours) and (colours[:, channel] > colours[:, 1 - channel]).mean() > 0.9, name
+    # and every drawn pixel lies on a boundary of the masks (within 1 px: the line is antialiased; 2 px around the
+    # one-pixel lesion, whose square runs along the pixel's edges rather than through its centre)
+    on_boundary = ndimage.binary_dilation(np.logical_or.reduce([b for b, _ in boundaries.values()]), square)
+    on_boundary |= ndimage.binary_dilation(boundaries["one-pixel lesion"][0], square, iterations=2)
+    assert drawn.sum() > 400 and not (drawn & ~on_boundary).any()

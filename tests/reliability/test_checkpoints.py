@@ -7,9 +7,12 @@ import sys
 
 import pytest
 import torch
+from detectron2.modeling import build_model
 from torch import nn
 
-from volumetric_attention.engine import VACheckpointer
+import _runs
+from volumetric_attention import get_va_cfg
+from volumetric_attention.engine import CheckpointLoadError, VACheckpointer
 
 
 def _model(seed):
@@ -122,6 +125,26 @@ def test_checkpoint_with_pickled_object_is_refused_with_one_line(tmp_path):
     assert _same_weights(fresh, model)
 
 
+class _PlainObject:
+    pass
+
+
+def test_refusal_names_a_pickled_class_without_escape_codes(tmp_path):
+    # torch's message for a class outside its allow-list has bold-text escape codes and many lines
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": _model(0).state_dict(), "extra": _PlainObject()}, path)
+    with pytest.raises(CheckpointLoadError) as info:
+        VACheckpointer(_model(1)).load(str(path))
+    assert str(info.value) == (f"{path}: not a loadable tensor checkpoint: refused the pickled object "
+                               f"{__name__}._PlainObject (loading it could run code; only tensors and plain "
+                               "containers are loaded)")
+    # a file that is no checkpoint at all: torch's first line, still one line
+    path.write_bytes(b"not a zip archive")
+    with pytest.raises(CheckpointLoadError, match=r"not a loadable tensor checkpoint \(") as info:
+        VACheckpointer(_model(1)).load(str(path))
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+
+
 def test_training_init_from_another_architecture_logs_what_it_skips(tmp_path):
     """Training (not --eval-only) keeps detectron2's lenient loading, as fine-tuning from another model needs:
     parameters of another shape are skipped and missing ones reported in the log, and they keep their init."""
@@ -144,3 +167,32 @@ def test_training_init_from_another_architecture_logs_what_it_skips(tmp_path):
     assert "Skip loading parameter '0.weight'" in log and "(4, 3, 3, 3) in the checkpoint" in log
     assert "not found in the checkpoint" in log and "1.{bias, weight}" in log
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+@pytest.mark.slow
+def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path):
+    """--eval-only, training from MODEL.WEIGHTS and training with --resume refuse a checkpoint holding a pickled
+    object with the same line: the file and the refused object, no traceback, no terminal escape codes."""
+    marker = tmp_path / "code ran"
+    out = tmp_path / "run ü"
+    out.mkdir()
+    path = out / "model_0000004.pth"
+    model = build_model(get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY))
+    torch.save({"model": model.state_dict(), "iteration": 4, "extra": _RunsCodeWhenUnpickled(str(marker))}, path)
+    (out / "last_checkpoint").write_text(path.name)
+    expected = (f"error: {path}: not a loadable tensor checkpoint: refused the pickled object posix.mkdir "
+                "(loading it could run code; only tensors and plain containers are loaded)")
+    runs = {
+        "--eval-only": (["MODEL.WEIGHTS", path], ["--eval-only"]),
+        "MODEL.WEIGHTS": (["MODEL.WEIGHTS", path], []),
+        "--resume": ([], ["--resume"]),
+    }
+    for what, (opts, flags) in runs.items():
+        proc = _runs.run_train_net(_runs.TINY + ["SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out] + opts, flags,
+                                   phantom_root=phantom_root)
+        assert proc.returncode != 0, what
+        assert "Traceback" not in proc.stderr, (what, proc.stderr[-3000:])
+        assert "Weights only load failed" not in proc.stdout + proc.stderr, what  # torch's many-line message
+        assert _runs.last_line(proc.stderr) == expected, (what, proc.stderr[-3000:])
+        assert not marker.exists(), what
+        assert "Starting training" not in proc.stdout + proc.stderr, what

@@ -52,3 +52,34 @@ def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path):
     for case, mtime in finished.items():  # finished cases were not redone
         assert (cache / case / "meta.json").stat().st_mtime == mtime
     assert not [d for d in os.listdir(cache) if d.startswith(".")], "no temporary entries left"
+
+
+@pytest.mark.slow
+def test_deeplesion_evaluator_without_detections_keeps_training(phantom_root, tmp_path, monkeypatch):
+    """A young model (here: a score threshold no detection passes) returns no boxes; the FROC evaluator in the
+    periodic EvalHook reports sensitivity 0 and training goes on to MAX_ITER."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from volumetric_attention import get_va_cfg
+    from volumetric_attention.engine import VATrainer
+
+    monkeypatch.setenv("VA_DATASETS", str(phantom_root))
+    name = "phantom_val_scored_by_froc"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get("phantom_val"))
+        MetadataCatalog.get(name).set(thing_classes=["liver", "lesion"], evaluator_type="deeplesion")
+    out = tmp_path / "froc eval hook"
+    out.mkdir()
+    opts = _runs.TINY + ["SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out), "DATASETS.TEST", f"('{name}',)",
+                         "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.0"]
+    opts[opts.index("TEST.EVAL_PERIOD") + 1] = "1"  # evaluates after iteration 1, and training must go on
+    trainer = VATrainer(get_va_cfg(str(_runs.VA_CONFIG), opts))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert trainer.iter == 2  # both iterations ran (detectron2 leaves iter at MAX_ITER after the loop)
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    evals = [m for m in metrics if "deeplesion/sens@0.5" in m]
+    assert len(evals) == 2  # after iteration 1 (period) and after training (detectron2's final evaluation)
+    assert all(m["deeplesion/sens@0.5"] == 0.0 and m["deeplesion/AP50"] == 0.0 for m in evals)
+    summary = json.loads((out / "inference" / name / "deeplesion_summary.json").read_text())
+    assert summary["metrics"]["sens@16"] == 0.0 and summary["curve"]["sensitivity"] == []

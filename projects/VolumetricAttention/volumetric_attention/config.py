@@ -68,10 +68,12 @@ def add_va_config(cfg):
     _C.TEST.CT.SCORE_THRESH = 0.5
     # Keep only lesion voxels inside the predicted liver (the paper's logical AND of liver and lesion masks).
     _C.TEST.CT.LESION_IN_LIVER = True
-    # Connectivity of 3D lesion components in the LiTS lesion metrics: 26 (faces, edges, corners) or 6 (faces).
+    # Connectivity of 3D lesion components in the LiTS lesion metrics and predicted lesion lists: 26 (faces, edges, corners) or 6 (faces).
     _C.TEST.CT.LESION_CONNECTIVITY = 26
     # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
     _C.TEST.CT.SLICE_AP = False
+    # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties later-first) or "continuous" (detectron2 boxes, ties earlier-first).
+    _C.TEST.CT.FROC_CONVENTION = "official"
 
 
 # The slice similarities of MODEL.VA.SIMILARITY (modeling/slice_similarity.py).

@@ -1,11 +1,33 @@
 """A DetectionCheckpointer that writes atomically and loads tensors only."""
 import glob
 import os
+import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic_io import atomic_open, write_text_atomic
+
+__all__ = ["VACheckpointer", "CheckpointLoadError"]
+
+# torch names the refused object "GLOBAL module.name" in its weights-only unpickler errors
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class CheckpointLoadError(RuntimeError):
+    """A ``.pth`` file that is not a tensors-only checkpoint. The message is one line naming the file and why."""
+
+
+def _load_error_message(path, error):
+    """One line for a failed weights-only load: the file, and the pickled object refused (or torch's first line)."""
+    text = _ANSI_ESCAPE.sub("", str(error)).strip()
+    refused = _REFUSED_GLOBAL.search(text)
+    if refused:
+        return (f"{path}: not a loadable tensor checkpoint: refused the pickled object {refused.group(1)} "
+                "(loading it could run code; only tensors and plain containers are loaded)")
+    first_line = text.splitlines()[0].strip() if text else type(error).__name__
+    return f"{path}: not a loadable tensor checkpoint ({first_line})"
 
 
 class VACheckpointer(DetectionCheckpointer):
@@ -15,6 +37,8 @@ class VACheckpointer(DetectionCheckpointer):
       folder and renamed into place, so a job killed during a save leaves the previous checkpoint loadable. The
       temporary file that a killed job leaves behind is removed by the next save of the same name.
     * ``.pth`` files are loaded with ``torch.load(weights_only=True)``: a checkpoint cannot run code when loaded.
+      A file that needs more raises :class:`CheckpointLoadError`, one line naming the file and the refused object,
+      whichever path loads it (``--eval-only``, ``MODEL.WEIGHTS`` for training, ``--resume``).
       (detectron2 model-zoo ``.pkl`` files keep detectron2's own loader.)
     """
 
@@ -42,6 +66,5 @@ class VACheckpointer(DetectionCheckpointer):
         try:
             return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
         except Exception as e:  # noqa: BLE001  (any unpickling failure is reported the same way)
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RuntimeError(f"{f}: not a loadable tensor checkpoint ({first_line})") from e
+            raise CheckpointLoadError(_load_error_message(f, e)) from e
 

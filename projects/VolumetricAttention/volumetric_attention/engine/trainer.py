@@ -147,7 +147,7 @@ class VATrainer(DefaultTrainer):
         if evaluator_type == "lits":
             evaluators.append(LiTSEvaluator.from_config(cfg, dataset_name, output_folder))
         elif evaluator_type == "deeplesion":
-            evaluators.append(DeepLesionFROCEvaluator(dataset_name, output_dir=output_folder))
+            evaluators.append(DeepLesionFROCEvaluator.from_config(cfg, dataset_name, output_folder))
         is_detector = cfg.MODEL.META_ARCHITECTURE != "SemanticSegmentor"
         if is_detector and (evaluator_type == "coco" or cfg.TEST.CT.SLICE_AP):
             evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False))

@@ -3,7 +3,9 @@
 A detectron2 :class:`DatasetEvaluator`. Each processed image contributes its predicted boxes and scores (all classes;
 DeepLesion has one) and its GT boxes with ``lesion_type`` and ``diameter_mm``. GT comes from the input's
 ``annotations`` or, when the test mapper dropped them, from the registered dataset dicts (by ``image_id``).
-Metric definitions: :mod:`.froc`.
+Metric definitions, and the two conventions (``TEST.CT.FROC_CONVENTION``: "official", the published DeepLesion code's,
+or "continuous"): :mod:`.froc`. Images are pooled in the dataset's order (the test list's), as the published code
+does, whatever order the processes saw them in; the official tie order depends on it.
 
 Breakdowns: by coarse lesion type (DeepLesion ``Coarse_lesion_type`` 1..8: bone, abdomen, mediastinum, liver, lung,
 kidney, soft tissue, pelvis; -1 unknown) and by lesion size (``diameter_mm``, the long RECIST diameter:
@@ -22,7 +24,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
-from .froc import AVG_FPS, DEFAULT_FPS, average_precision, froc, sensitivity_at
+from .froc import AVG_FPS, DEFAULT_FPS, average_precision, check_convention, froc, sensitivity_at
 from .results_io import write_csv, write_json
 
 __all__ = ["DeepLesionFROCEvaluator", "LESION_TYPES", "SIZE_RANGES", "RESULTS_KEY"]
@@ -53,23 +55,54 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
     "sens_avg/<type or size>": ...}}`` in percent on the main process, ``{}`` elsewhere.
     """
 
-    def __init__(self, dataset_name, output_dir=None, distributed=True, iou_thresh=0.5, fps=DEFAULT_FPS):
+    def __init__(self, dataset_name, output_dir=None, distributed=True, iou_thresh=0.5, fps=DEFAULT_FPS,
+                 convention="official"):
+        """
+        Args:
+            dataset_name: a registered dataset; its dicts give the image order and GT the inputs lack.
+            output_dir: where the JSON/CSV/PNG files go; None writes nothing.
+            distributed: gather the images of all processes on the main process before scoring.
+            iou_thresh: IoU at which a detection hits a GT box.
+            fps: the FP rates per image reported as ``sens@f``.
+            convention: "official" or "continuous" (:mod:`.froc`).
+        """
         self._dataset_name = dataset_name
         self._output_dir = output_dir
         self._distributed = distributed
         self._iou_thresh = float(iou_thresh)
         self._fps = tuple(float(f) for f in fps)
+        self._convention = check_convention(convention)
         self._gt_index = None
         self.reset()
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name, output_dir=None, **kwargs):
+        """Build from a config's TEST.CT.* keys."""
+        convention = kwargs.pop("convention", cfg.TEST.CT.FROC_CONVENTION)
+        try:
+            check_convention(convention)
+        except ValueError as e:
+            raise ValueError(f"TEST.CT.FROC_CONVENTION: {e}") from None
+        return cls(dataset_name, output_dir=output_dir, convention=convention, **kwargs)
+
+    @property
+    def convention(self):
+        """The FROC convention in use: "official" or "continuous"."""
+        return self._convention
 
     def reset(self):
         # image_id -> dict(pred_boxes [N,4], scores [N], gt_boxes [M,4], gt_types [M], gt_diameters [M])
         self._images = {}
 
-    def _dataset_annotations(self, image_id):
+    def _dataset_index(self):
+        """image_id -> (position in the dataset, annotations); empty when the dataset is not registered."""
         if self._gt_index is None:
-            self._gt_index = {d["image_id"]: d.get("annotations", []) for d in DatasetCatalog.get(self._dataset_name)}
-        return self._gt_index[image_id]
+            dicts = DatasetCatalog.get(self._dataset_name) if self._dataset_name in DatasetCatalog.list() else []
+            self._gt_index = {d["image_id"]: (k, d.get("annotations", [])) for k, d in enumerate(dicts)}
+        return self._gt_index
+
+    def _dataset_annotations(self, image_id):
+        return self._dataset_index()[image_id][1]
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -105,12 +138,14 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         if not images:
             logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no images were processed")
             return {}
-        # a fixed image order makes ties and results independent of how images were split across processes
-        ids = sorted(images, key=lambda i: (str(type(i)), i))
+        # the dataset's image order (ids it lacks after, sorted) makes ties, and so the results, independent of how
+        # images were split across processes
+        index = self._dataset_index()
+        ids = sorted(images, key=lambda i: (index[i][0] if i in index else len(index), str(type(i)), i))
         recs = [images[i] for i in ids]
         boxes, scores, gts = ([r[k] for r in recs] for k in ("pred_boxes", "scores", "gt_boxes"))
-        curve = froc(boxes, scores, gts, iou_thresh=self._iou_thresh)
-        ap50, _, _ = average_precision(boxes, scores, gts, iou_thresh=self._iou_thresh)
+        curve = froc(boxes, scores, gts, iou_thresh=self._iou_thresh, convention=self._convention)
+        ap50, _, _ = average_precision(boxes, scores, gts, iou_thresh=self._iou_thresh, convention=self._convention)
         avg_fps = tuple(sorted(set(self._fps) | set(AVG_FPS)))
         sens = dict(zip(avg_fps, sensitivity_at(curve, avg_fps)))
 
@@ -126,7 +161,13 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
             metrics[f"sens_avg/{name}"] = breakdown[name]["sens_avg"]
         metrics["num_images"] = curve["num_images"]
         metrics["num_gt"] = curve["num_gt"]
-        logger.info(f"DeepLesion FROC on {self._dataset_name}: "
+        if curve["num_gt"] == 0:
+            logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no ground-truth lesion in "
+                           f"{curve['num_images']} images; sensitivities and AP50 are undefined (NaN)")
+        elif len(curve["is_fp"]) == 0:
+            logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: no detections (all sensitivities 0); "
+                           "check MODEL.ROI_HEADS.SCORE_THRESH_TEST or the training")
+        logger.info(f"DeepLesion FROC ({self._convention} convention) on {self._dataset_name}: "
                     + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if "/" not in k))
         if self._output_dir:
             self._write(curve, metrics, breakdown)
@@ -152,13 +193,13 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k], "sensitivity": curve["sensitivity"][k],
                  "is_fp": int(curve["is_fp"][k])} for k in range(len(curve["is_fp"]))]
         write_csv(os.path.join(out, "deeplesion_froc.csv"), rows, ["rank", "fp_per_image", "sensitivity", "is_fp"])
-        # the curve at its FP steps only (the top of each vertical step) keeps the JSON small
+        # the curve at its FP steps only (the top of each vertical step) keeps the JSON small; no detections, no curve
         is_fp = curve["is_fp"]
-        last_before_fp = np.flatnonzero(np.concatenate([is_fp[1:], [True]]))
+        last_before_fp = np.flatnonzero(np.append(is_fp[1:], True)) if len(is_fp) else np.zeros(0, np.int64)
         result = {
             "type": "deeplesion",
             "dataset": self._dataset_name,
-            "settings": {"iou_thresh": self._iou_thresh, "fps": list(self._fps)},
+            "settings": {"iou_thresh": self._iou_thresh, "fps": list(self._fps), "convention": self._convention},
             "metrics": dict(metrics),
             "breakdown": breakdown,
             "curve": {"fp_per_image": curve["fp_per_image"][last_before_fp],

@@ -15,19 +15,20 @@ FIELDS = [
 ]
 
 
-def lesion_report(lesion_mask, lesion_score, geometry):
+def lesion_report(lesion_mask, lesion_score, geometry, connectivity=26):
     """Describe every 3D lesion of a predicted mask.
 
     Args:
         lesion_mask: bool (Z0, H, W) canonical array on the input grid (``labels == 2``).
         lesion_score: float (Z0, H, W) per-voxel lesion confidence.
         geometry: the input's :class:`~volumetric_attention.data.volume_io.Geometry`.
+        connectivity: 26 or 6, how voxels group into lesions (``TEST.CT.LESION_CONNECTIVITY``, as in the metrics).
     Returns:
         list of dicts with the keys of ``FIELDS``, largest lesion first. Centroids are physical (x, y, z) in mm in
         the scanner's LPS frame (the frame of the input's origin/direction), and canonical voxel indices.
     """
-    components = label_components(lesion_mask)
-    lesions = find_lesions(lesion_mask, geometry.spacing_zyx, components=components)
+    components = label_components(lesion_mask, connectivity)
+    lesions = find_lesions(lesion_mask, geometry.spacing_zyx, connectivity, components=components)
     if not lesions:
         return []
     max_scores = ndimage.maximum(lesion_score, components[0], [l.label for l in lesions])

@@ -1,9 +1,11 @@
 """Slice overlays drawn with detectron2's ``Visualizer``: liver red, lesion green, as in the paper's figures.
 
 Predictions are filled, the ground truth is outlined (dark red liver, dark green lesion), so both fit on one slice.
+Outlines are drawn from the mask's contours, holes included (a vessel inside the liver, a ring-shaped lesion).
 """
 import os
 
+import cv2
 import numpy as np
 from detectron2.utils.visualizer import Visualizer
 
@@ -18,6 +20,30 @@ def grayscale_rgb(hu_slice, hu_window=(-200.0, 300.0)):
     """(H, W) HU slice -> (H, W, 3) uint8 gray image in the display window."""
     gray = (window(np.asarray(hu_slice, np.float32), *hu_window) * 255.0).round().astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def mask_outlines(mask):
+    """Every boundary of a binary mask, outer ones and those of its holes, as closed polygons.
+
+    Args:
+        mask: (H, W) bool.
+    Returns:
+        list of (K, 2) float arrays of (x, y) in detectron2's image coordinates (pixel (i, j) covers
+        [j, j + 1] x [i, i + 1]): each runs through the centres of one boundary's pixels. A boundary of one or two
+        pixels, too short for a polygon, becomes the square around them.
+    """
+    # detectron2's own draw_binary_mask(alpha=0, edge_color=...) draws no edge at all for a mask with holes, and
+    # GenericMask's polygons drop boundaries under 3 points; both would lose ground-truth outlines.
+    contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_CCOMP,
+                                   cv2.CHAIN_APPROX_NONE)
+    outlines = []
+    for contour in contours:
+        points = contour.reshape(-1, 2).astype(np.float64) + 0.5
+        if len(points) < 3:
+            (x0, y0), (x1, y1) = points.min(axis=0) - 0.5, points.max(axis=0) + 0.5
+            points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        outlines.append(points)
+    return outlines
 
 
 def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(-200.0, 300.0), scale=2.0):
@@ -40,8 +66,8 @@ def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(
     if ground_truth is not None:
         ground_truth = np.asarray(ground_truth)
         for mask, edge in ((ground_truth >= LIVER, GT_LIVER_EDGE), (ground_truth == LESION, GT_LESION_EDGE)):
-            if mask.any():
-                vis.draw_binary_mask(mask, color=edge, edge_color=edge, alpha=0.0, area_threshold=0)
+            for outline in mask_outlines(mask):
+                vis.draw_polygon(outline, color=edge, edge_color=edge, alpha=0.0)
     return vis.output.get_image()
 
 
@@ -88,7 +114,6 @@ def read_label_volume(path, shape_zyx):
 def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=None, count=6,
                 hu_window=(-200.0, 300.0), scale=2.0):
     """Write one PNG per slice and a montage PNG for a case. Returns the written paths."""
-    import cv2
     import matplotlib
 
     matplotlib.use("Agg")

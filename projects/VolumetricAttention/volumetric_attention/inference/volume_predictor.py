@@ -52,6 +52,7 @@ class VolumePredictor:
     The volume goes through the training preprocessing (``INPUT.CT.HU_WINDOW``, ``INPUT.CT.SLICE_SPACING``), each slice
     is a target with its bag of N 2.5D images, slices are batched, per-slice outputs become label slices
     (``TEST.CT.SCORE_THRESH``, ``TEST.CT.LESION_IN_LIVER``), and the stack is resampled back to the input's slices.
+    The lesion list groups lesion voxels with ``TEST.CT.LESION_CONNECTIVITY``, as the LiTS lesion metrics do.
 
     With ``use_feature_cache`` (default) each 2.5D image's backbone features are computed once per volume and reused
     for every target whose bag contains it (the VA-FPN backbone's ``extract_features`` / ``attend``); the naive path
@@ -77,6 +78,7 @@ class VolumePredictor:
         self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.score_thresh = cfg.TEST.CT.SCORE_THRESH
         self.lesion_in_liver = cfg.TEST.CT.LESION_IN_LIVER
+        self.connectivity = cfg.TEST.CT.LESION_CONNECTIVITY
 
     def __call__(self, path) -> VolumePrediction:
         """Segment the volume at ``path`` (NIfTI, NRRD/MHA or a DICOM series folder)."""
@@ -95,7 +97,7 @@ class VolumePredictor:
             labels=labels,
             lesion_score=lesion_score,
             geometry=geometry,
-            lesions=lesion_report(labels == LESION, lesion_score, geometry),
+            lesions=lesion_report(labels == LESION, lesion_score, geometry, self.connectivity),
             backbone_images=backbone_images,
         )
 

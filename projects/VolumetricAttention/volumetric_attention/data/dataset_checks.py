@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Iterable, List, Tuple
 
 from .builtin import DATASETS, _prepare_hint, cache_root_of
-from .cache import INDEX_FILE, describe_mismatch, loader_settings, read_index, settings_mismatch
+from .cache import INDEX_FILE, CacheError, describe_mismatch, loader_settings, read_index, settings_mismatch
 
 __all__ = ["DatasetCheckError", "check_datasets", "datasets_of"]
 
@@ -41,7 +41,7 @@ def check_datasets(cfg, datasets: Iterable[Tuple[str, str]]):
         index_path = os.path.join(cache_root, INDEX_FILE)
         try:
             index = read_index(cache_root, _prepare_hint(name))
-        except (OSError, ValueError) as e:  # CacheError (no index) or an unreadable one
+        except (CacheError, OSError, ValueError) as e:  # no index, or an unreadable one
             raise DatasetCheckError(f"dataset {name} ({key}): {' '.join(str(e).split())}") from None
         split = DATASETS[name][1]
         counts = Counter(str(c.get("split")) for c in index.get("cases", []))

@@ -2,7 +2,8 @@
 """What a trained VA model's attention does, per FPN level, on labelled slices of a test dataset.
 
     python tools/attention_stats.py --config-file CONFIG.yaml [--dataset NAME] [--num-slices 64] \
-        [--json OUT.json] [KEY VALUE ...]        (config overrides, e.g. MODEL.WEIGHTS model_final.pth)
+        [--json OUT.json] [--threads N] [KEY VALUE ...]   (config overrides last, e.g. MODEL.WEIGHTS model_final.pth;
+                                                          "--opts KEY VALUE ..." works too)
 
 For each level with VA it prints:
 * the slice weights of eq. 2 (channel) and eq. 3 (spatial), softmax over the bag's N images: the mean of their
@@ -32,7 +33,10 @@ def get_parser():
                         help="HU distance from the median liver intensity that makes a liver pixel lesion-like")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the statistics to this JSON file")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    from volumetric_attention.utils.cli import add_override_arguments, add_threads_argument
+
+    add_threads_argument(parser)
+    add_override_arguments(parser)
     return parser
 
 
@@ -134,16 +138,26 @@ def table(stats):
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    import logging
+
     import numpy as np
+
+    # first: the package quiets the known third-party notices that importing detectron2 prints
+    from volumetric_attention.config import get_va_cfg
+    from volumetric_attention.data import VolumetricDatasetMapper
+    from volumetric_attention.utils.cli import config_overrides, setup_cli
+
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
 
-    import volumetric_attention.data.builtin  # noqa: F401  (registers the datasets)
-    from volumetric_attention.config import get_va_cfg
-    from volumetric_attention.data import VolumetricDatasetMapper
-
-    cfg = get_va_cfg(args.config_file, args.opts)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        setup_cli(args.threads)
+        cfg = get_va_cfg(args.config_file, config_overrides(args))
+    except (AssertionError, KeyError, ValueError, OSError) as e:
+        print(f"attention_stats: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     if not cfg.MODEL.VA.ENABLED or cfg.MODEL.VA.LOCATION != "RPN":
         print("attention_stats: error: the config has no VA in the backbone (MODEL.VA.ENABLED True, "
               "LOCATION RPN needed)", file=sys.stderr)

@@ -1,7 +1,11 @@
 #!/usr/bin/env python
 """Speed and memory of Volumetric Attention, measured side by side with the 2.5D baseline in one run.
 
-    python tools/benchmark.py [--output benchmark.json] [--size 160] [--slices 24] [--train-iters 6] [--device cpu]
+    python tools/benchmark.py [--output benchmark.json] [--size 160] [--slices 24] [--train-iters 6] [--device cpu] \
+        [--threads N]
+
+It starts by printing its torch thread count and the machine's load, and warns when other processes hold the CPUs:
+wall-clock ratios taken then are unreliable.
 
 Reports ratios against the baseline (absolute times depend on the machine; on CUDA the device is synchronised
 before each reading):
@@ -33,6 +37,9 @@ import time
 
 import numpy as np
 import torch
+
+# first: the package quiets the known third-party notices that importing detectron2 prints (and registers backbones)
+from volumetric_attention.utils import cli
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "VolumetricAttention", "configs")
 PHANTOM = os.path.join(CONFIGS, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
@@ -141,6 +148,7 @@ class _SingleImage(torch.nn.Module):
 def _train_worker(args, bag, shared, context_grad, root, queue):
     os.environ["VA_DATASETS"] = root
     torch.set_num_threads(args.threads)
+    cli.quiet_third_party_warnings()
     from detectron2.utils.events import EventStorage
 
     from volumetric_attention import get_va_cfg
@@ -394,18 +402,26 @@ def main(argv=None):
     parser.add_argument("--slices", type=int, default=24, help="slices of the inference volume")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per inference variant (best is kept)")
     parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
-    parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)), help="CPU threads")
     parser.add_argument("--memory-size", type=int, default=512,
                         help="slice size of the activation-memory rows (the LiTS configs: 512; 1024 needs ~4x the RAM)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["inference", "cost", "training", "memory", "loader", "deeplesion_cache", "evaluator"])
+    cli.add_threads_argument(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    import volumetric_attention  # noqa: F401  (registers the backbones)
+    args.threads = cli.set_threads(args.threads, log=False)
+    cli.quiet_third_party_warnings()
+    load = cli.machine_load()
+    busy = "n/a" if load["busy_cpus"] is None else f"{load['busy_cpus']:.1f}"
+    print(f"torch threads: {args.threads}; machine: {load['cpus']} CPUs, load average {load['loadavg_1min'] or 0:.2f}, "
+          f"{busy} CPUs busy with other processes", flush=True)
+    contention = cli.cpu_contention_warning(args.threads, load)
+    if contention:
+        print(f"warning: {contention}", file=sys.stderr, flush=True)
 
     results = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "threads": args.threads,
                            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                           "torch": torch.__version__}, "settings": vars(args)}
+                           "torch": torch.__version__, "load": load, "cpu_contention": contention},
+               "settings": vars(args)}
     with tempfile.TemporaryDirectory() as root:
         if "inference" not in args.skip:
             results["inference"] = bench_inference(args, root)

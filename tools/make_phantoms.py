@@ -11,7 +11,8 @@ import sys
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.phantoms import PROFILES, write_phantom_dataset
-from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.utils.cli import setup_cli
 
 
 def build_parser():
@@ -34,6 +35,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    setup_cli(log_threads=False)
     shape = None
     default_size = PROFILES[args.profile].get("size_px", 128)
     size = args.size or default_size
@@ -52,6 +54,7 @@ def main(argv=None):
         return 0
     hu_window, slice_spacing, _ = settings_from_args(args)
     result = prepare_lits(args.out, args.cache, hu_window, slice_spacing, args.workers)
+    report_splits(args.cache, "phantom", splits=("train", "val"))
     return report(result, args.cache)
 
 

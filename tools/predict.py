@@ -2,7 +2,7 @@
 """Segment CT volumes with a trained VA model: a label map on each input's grid plus its lesion list.
 
     python tools/predict.py --config-file CONFIG --weights model_final.pth --input INPUT [INPUT ...] --output OUT \
-        [--opts KEY VALUE ...]
+        [--threads N] [KEY VALUE ...]        (config overrides last; "--opts KEY VALUE ..." works too)
 
 INPUT is a volume file (.nii, .nii.gz, .nrrd, .mha, .mhd), a folder of such files, a DICOM series folder, or a glob.
 For each case OUT/<case>.nii.gz holds labels 0 background, 1 liver, 2 lesion on exactly the input's grid, and
@@ -14,6 +14,9 @@ import glob
 import logging
 import os
 import sys
+
+from volumetric_attention.utils.cli import add_override_arguments, add_threads_argument, config_overrides, setup_cli
+
 
 def expand_inputs(inputs):
     """Volume files and DICOM folders named by ``inputs`` (files, folders, globs), in a stable order."""
@@ -46,7 +49,8 @@ def get_parser():
     parser.add_argument("--no-feature-cache", action="store_true", help="recompute every bag image (slower)")
     parser.add_argument("--skip-existing", action="store_true", help="skip cases whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="config overrides KEY VALUE ... (last)")
+    add_threads_argument(parser)
+    add_override_arguments(parser)
     return parser
 
 
@@ -58,7 +62,8 @@ def main(argv=None):
     from volumetric_attention.inference import VolumePredictor, write_lesion_report
 
     try:
-        cfg = get_va_cfg(args.config_file, args.opts)
+        setup_cli(args.threads)
+        cfg = get_va_cfg(args.config_file, config_overrides(args))
         weights = args.weights or cfg.MODEL.WEIGHTS
         predictor = VolumePredictor(
             cfg, weights, batch_size=args.batch_size, use_feature_cache=not args.no_feature_cache,

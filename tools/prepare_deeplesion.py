@@ -13,7 +13,8 @@ import sys
 
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.deeplesion import prepare_deeplesion
-from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.utils.cli import setup_cli
 
 DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
 DEFAULT_SLICE_SPACING = 2.0
@@ -31,6 +32,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    setup_cli(log_threads=False)
     hu_window, slice_spacing, cfg = settings_from_args(args, DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING)
     context = args.context_slices if args.context_slices is not None else cfg.INPUT.CT.CONTEXT_SLICES
     try:
@@ -38,6 +40,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    report_splits(args.cache, "deeplesion")
     return report(result, args.cache)
 
 

@@ -2,7 +2,7 @@
 """Prepare LiTS / MSD Task03_Liver (or phantom) volumes into the cache the data loader reads.
 
     python tools/prepare_lits.py --source $VA_DATASETS/LiTS --cache $VA_DATASETS/cache/lits \
-        [--config-file projects/VolumetricAttention/configs/LiTS/....yaml] [--workers 4]
+        [--config-file projects/VolumetricAttention/configs/LiTS/....yaml] [--workers 4] [KEY VALUE ...]
 
 Finished cases are skipped; a cache made with other settings is rebuilt. Exits 1 listing the cases that failed.
 """
@@ -12,7 +12,8 @@ import sys
 
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
-from volumetric_attention.data.prepare import add_common_arguments, report, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.utils.cli import setup_cli
 
 
 def build_parser():
@@ -25,12 +26,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    setup_cli(log_threads=False)
     hu_window, slice_spacing, _ = settings_from_args(args)
     try:
         result = prepare_lits(args.source, args.cache, hu_window, slice_spacing, args.workers)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    report_splits(args.cache, "lits")
     return report(result, args.cache)
 
 

@@ -26,6 +26,9 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     from volumetric_attention.inference.overlays import render_case
+    from volumetric_attention.utils.cli import setup_cli
+
+    setup_cli(log_threads=False)
 
     if not args.prediction and not args.ground_truth:
         print("error: give --prediction and/or --ground-truth", file=sys.stderr)

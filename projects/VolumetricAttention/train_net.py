@@ -1,18 +1,23 @@
 #!/usr/bin/env python
 """Train and evaluate Volumetric Attention models with detectron2.
 
-    python projects/VolumetricAttention/train_net.py --config-file CONFIG [--num-gpus N] [--resume] [KEY VALUE ...]
+    python projects/VolumetricAttention/train_net.py --config-file CONFIG [--num-gpus N] [--resume] [--threads T] \
+        [KEY VALUE ...] [--opts KEY VALUE ...]
     python projects/VolumetricAttention/train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
 
 ``--num-gpus N`` starts N processes (NCCL on GPUs; gloo on the CPU when CUDA is absent).
-A config typo, or ``--eval-only`` weights that do not match the config's model exactly, stop with a one-line error.
+A config typo, ``--eval-only`` weights that do not match the config's model exactly, an empty or unprepared dataset,
+or a cache prepared with other ``INPUT.CT`` settings stop with a one-line error before the model is built.
 """
-from detectron2.engine import default_argument_parser, default_setup, launch
-from detectron2.evaluation import verify_results
-
+# first: the package quiets the known third-party notices that importing detectron2 prints
 from volumetric_attention import get_va_cfg
+from volumetric_attention.data.dataset_checks import DatasetCheckError, check_datasets, datasets_of
 from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer
 from volumetric_attention.inference import load_weights_strict
+from volumetric_attention.utils import cli
+
+from detectron2.engine import default_argument_parser, launch
+from detectron2.evaluation import verify_results
 
 
 def _one_line(e):
@@ -25,12 +30,18 @@ def setup(args):
     except (AssertionError, KeyError, ValueError, OSError) as e:  # yacs: unknown key, wrong type; a missing file
         where = args.config_file + (" + command-line options" if args.opts else "")
         raise SystemExit(f"error: {where}: {_one_line(e)}") from e
-    default_setup(cfg, args)
+    cli.default_setup(cfg, args)  # detectron2's loggers and log.txt, and the project's own logger
+    cli.set_threads(args.threads)
     return cfg
 
 
 def main(args):
+    cli.setup_cli(args.threads, log_threads=False)  # in every process: launch() starts fresh ones
     cfg = setup(args)
+    try:  # before the model is built: otherwise detectron2's traceback, or a data-loader worker's
+        check_datasets(cfg, datasets_of(cfg, train=not args.eval_only))
+    except DatasetCheckError as e:
+        raise SystemExit(f"error: {e}") from None
     if args.eval_only:
         model = VATrainer.build_model(cfg)
         checkpointer = VACheckpointer(model, save_dir=cfg.OUTPUT_DIR)
@@ -51,8 +62,19 @@ def main(args):
     return trainer.train()
 
 
+def get_parser():
+    parser = default_argument_parser()
+    cli.add_threads_argument(parser)
+    cli.add_override_arguments(parser, positional=False)  # detectron2's parser has the positional KEY VALUE pairs
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = get_parser().parse_args()
+    try:
+        args.opts = cli.config_overrides(args)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -1,12 +1,14 @@
 """FROC sensitivities, AP50 and the DeepLesion evaluator on a hand-made list of detections."""
 import csv
 import json
+import logging
 import os
 
 import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import print_csv_format
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
@@ -68,6 +70,23 @@ def _dataset_dicts():
     return dicts
 
 
+def _logged(logger_name, fn):
+    """Messages ``fn`` logs to ``logger_name`` (read at the logger: detectron2's loggers may not propagate)."""
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    log = logging.getLogger(logger_name)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        fn()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    return [r.getMessage() for r in records]
+
+
 def test_deeplesion_evaluator_end_to_end(tmp_path):
     name = "deeplesion_froc_evaluator_test"
     if name not in DatasetCatalog.list():
@@ -94,11 +113,18 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     assert res["sens_avg/liver"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
     # sizes: g0 8 mm (<10), g2 12 mm and g3 30 mm (10-30), g1 40 mm (>30, found last)
     assert res["sens_avg/>30mm"] == pytest.approx(100 * (0 + 1 + 1 + 1) / 4)
+    assert res["sens_avg/10to30mm"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
+    # detectron2's copypaste line (what users paste into tables) drops keys with "-": there are none
+    lines = _logged("detectron2.evaluation.testing", lambda: print_csv_format({"deeplesion": res}))
+    assert lines[1] == "copypaste: " + ",".join(res)
     with open(tmp_path / "deeplesion_summary.json") as f:
         summary = json.load(f)
     assert summary["type"] == "deeplesion" and summary["breakdown"]["bone"]["num_gt"] == 1
     with open(tmp_path / "deeplesion_froc.csv") as f:
-        assert len(list(csv.DictReader(f))) == 9
+        curve = list(csv.DictReader(f))
+    assert len(curve) == 9
+    assert float(curve[-1]["sensitivity"]) == pytest.approx(100.0)  # percent, as the metrics
+    assert summary["unit"] == "percent" and max(summary["curve"]["sensitivity"]) == pytest.approx(100.0)
     assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000
 
 

@@ -55,7 +55,7 @@ def test_perfect_prediction_scores_one(cases, kind, tmp_path):
     with open(tmp_path / "lits_per_case.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["case_id"] for r in rows] == ["c1", "c2", "c3"]
-    assert all(float(r["tumour_dice"]) == 1.0 for r in rows)
+    assert all(float(r["tumour_dice"]) == 100.0 for r in rows)  # percent, as the metrics
     summary = load_results(str(tmp_path / "lits_summary.json"))
     assert summary["metrics"]["tumour_dice_per_case"] == pytest.approx(100.0)
     assert os.path.getsize(tmp_path / "lits_dice_per_case.png") > 1000
@@ -82,6 +82,27 @@ def test_imperfect_prediction_known_values(cases, tmp_path):
     with open(tmp_path / "lits_lesions.csv") as f:
         lesions = list(csv.DictReader(f))
     assert [(r["case_id"], r["detected"]) for r in lesions] == [("c1", "True"), ("c2", "False")]
+
+
+def test_files_and_log_use_percent_like_the_metrics(cases, tmp_path, caplog):
+    """One unit everywhere: the per-case and per-lesion CSV, the JSON and the log give Dice and recall in percent."""
+    pairs = fakes.inputs_outputs(cases, fakes.predicted_labels(cases, "imperfect"))
+    with caplog.at_level(logging.INFO, logger="volumetric_attention.evaluation.lits_evaluator"):
+        res = _evaluate(pairs, output_dir=str(tmp_path))["lits"]
+    with open(tmp_path / "lits_per_case.csv") as f:
+        rows = {r["case_id"]: r for r in csv.DictReader(f)}
+    assert {c: float(r["tumour_dice"]) for c, r in rows.items()} == {"c1": 100.0, "c2": 0.0, "c3": 100.0}
+    assert np.mean([float(r["tumour_dice"]) for r in rows.values()]) == pytest.approx(res["tumour_dice_per_case"])
+    assert np.mean([float(r["liver_dice"]) for r in rows.values()]) == pytest.approx(res["liver_dice_per_case"])
+    with open(tmp_path / "lits_lesions.csv") as f:
+        lesion_dice = [float(r["dice"]) for r in csv.DictReader(f)]
+    assert np.mean(lesion_dice) == pytest.approx(res["lesion_dice_all"]) and max(lesion_dice) > 1.0
+    summary = load_results(str(tmp_path / "lits_summary.json"))
+    assert summary["unit"] == "percent"
+    assert [c["tumour_dice"] for c in summary["per_case"]] == [100.0, 0.0, 100.0]
+    assert [l["dice"] for l in summary["lesions"]] == pytest.approx(lesion_dice)
+    logged = [r.getMessage() for r in caplog.records if "LiTS 3D metrics" in r.getMessage()]
+    assert f"tumour_dice_per_case={res['tumour_dice_per_case']:.2f}" in logged[0]
 
 
 def test_missing_slices_count_as_background_with_one_warning(cases, caplog):

@@ -94,3 +94,54 @@ def test_ground_truth_outlines_include_holes():
     on_boundary = ndimage.binary_dilation(np.logical_or.reduce([b for b, _ in boundaries.values()]), square)
     on_boundary |= ndimage.binary_dilation(boundaries["one-pixel lesion"][0], square, iterations=2)
     assert drawn.sum() > 400 and not (drawn & ~on_boundary).any()
+
+
+def _case(depth=100, size=32):
+    return np.zeros((depth, size, size), np.uint8)
+
+
+def test_chosen_slices_spread_over_the_lesion_z_extent():
+    """A lesion on z 30..70 that grows with z: the picks cover its whole extent, not its 6 largest slices."""
+    gt = _case()
+    gt[20:80, 2:30, 2:30] = 1
+    for z in range(30, 71):
+        r = 2 + (z - 30) // 5  # 2..10 pixels: the largest slices are 65..70
+        gt[z, 16 - r:16 + r, 16 - r:16 + r] = 2
+    chosen = slices_that_matter(None, gt, 6)
+    assert len(chosen) == 6 and all(30 <= z <= 70 for z in chosen)
+    assert min(chosen) <= 37 and max(chosen) >= 64  # one pick per sixth of the 41 lesion slices
+    assert min(np.diff(chosen)) >= 5
+
+
+def test_a_disagreement_is_picked_in_its_part_of_the_lesion():
+    gt = _case()
+    gt[20:80, 2:30, 2:30] = 1
+    gt[30:71, 10:20, 10:20] = 2
+    pred = gt.copy()
+    pred[45, 10:20, 10:20] = 1  # the lesion missed on one slice
+    pred[62, 10:14, 10:20] = 1  # and partly on another
+    chosen = slices_that_matter(pred, gt, 6)
+    assert {45, 62} <= set(chosen)
+    assert min(chosen) <= 37 and max(chosen) >= 64
+
+
+def test_without_lesions_slices_spread_over_the_liver():
+    gt = _case()
+    for z in range(10, 51):  # the liver is largest around z 30
+        r = 14 - abs(z - 30) // 2
+        gt[z, 16 - r:16 + r, 16 - r:16 + r] = 1
+    chosen = slices_that_matter(gt, gt, 6)
+    assert len(chosen) == 6 and all(10 <= z <= 50 for z in chosen)
+    assert min(chosen) <= 17 and max(chosen) >= 43 and min(np.diff(chosen)) >= 5
+
+
+def test_few_lesion_slices_are_all_kept_and_the_liver_fills_the_rest():
+    gt = _case()
+    gt[10:61, 2:30, 2:30] = 1
+    gt[40:42, 10:14, 10:14] = 2
+    chosen = slices_that_matter(None, gt, 6)
+    assert len(chosen) == 6 and {40, 41} <= set(chosen) and all(10 <= z <= 60 for z in chosen)
+    assert min(chosen) <= 20 and max(chosen) >= 50
+    # a volume with nothing labelled still gives slices, spread over it
+    assert slices_that_matter(_case(12), None, 4) == [1, 4, 7, 10]
+    assert slices_that_matter(_case(3), None, 6) == [0, 1, 2]

@@ -91,3 +91,33 @@ def test_va_config_trains_under_autocast(name, tiny_cfg):
             optimizer.step()
     moved = [n for n, p in model.named_parameters() if n in va_before and not torch.equal(p, va_before[n])]
     assert len(moved) == len(va_before) > 0, sorted(set(va_before) - set(moved))
+
+
+def _sets_random_flip(name):
+    """Whether the config or a config in its _BASE_ chain sets INPUT.RANDOM_FLIP (not detectron2's default)."""
+    import yaml
+
+    path = os.path.join(CONFIG_DIR, name)
+    while path:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        if "RANDOM_FLIP" in (raw.get("INPUT") or {}):
+            return True
+        base = raw.get("_BASE_")
+        path = os.path.normpath(os.path.join(os.path.dirname(path), base)) if base else None
+    return False
+
+
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c != "Base-VA-RCNN-FPN.yaml"])
+def test_every_config_chooses_its_flip_and_ct_data_is_not_mirrored(name):
+    """detectron2 flips left-right by default; on CT that mirrors the patient, so each config chooses on purpose."""
+    from detectron2.data import detection_utils
+    from detectron2.data import transforms as T
+
+    from volumetric_attention import get_va_cfg
+
+    assert _sets_random_flip(name)
+    cfg = get_va_cfg(os.path.join(CONFIG_DIR, name))
+    flips = [a for a in detection_utils.build_augmentation(cfg, is_train=True) if isinstance(a, T.RandomFlip)]
+    if name.split(os.sep)[0] in ("LiTS", "DeepLesion"):
+        assert cfg.INPUT.RANDOM_FLIP == "none" and not flips

@@ -25,7 +25,13 @@ NO_TEST = ["DATASETS.TEST", "()"]
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
+    return load_module(ROOT / "tools" / f"{name}.py")
+
+
+def load_module(path):
+    """A script (a tool, train_net.py) imported as a module, without running its ``__main__`` block."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"_tool_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -29,7 +29,7 @@ from .slice_store import InterpolatedStack, series_dir
 from .volume_io import Geometry
 
 __all__ = ["CacheError", "CachedCase", "load_case", "write_case", "write_json_atomic", "read_json", "make_settings",
-           "settings_mismatch", "read_index", "write_index", "case_is_complete", "remove_stale_temp_dirs",
+           "settings_mismatch", "describe_mismatch", "loader_settings", "read_index", "write_index", "case_is_complete", "remove_stale_temp_dirs",
            "INDEX_FILE", "META_FILE", "CACHE_FORMAT_VERSION"]
 
 INDEX_FILE = "index.json"
@@ -65,6 +65,17 @@ def settings_mismatch(cached: dict, expected: dict) -> Dict[str, tuple]:
         if not same:
             diff[key] = (have, want)
     return diff
+
+
+def loader_settings(hu_window, slice_spacing) -> dict:
+    """The settings the data loader needs a cached case to have been prepared with (INPUT.CT.HU_WINDOW,
+    INPUT.CT.SLICE_SPACING), in the form :func:`settings_mismatch` compares."""
+    return {"hu_window": [float(hu_window[0]), float(hu_window[1])], "slice_spacing": float(slice_spacing)}
+
+
+def describe_mismatch(diff: Dict[str, tuple]) -> str:
+    """``settings_mismatch``'s result as text: "slice_spacing cached 1.5 vs config 2.0, ..."."""
+    return ", ".join(f"{k} cached {have} vs config {want}" for k, (have, want) in diff.items())
 
 
 def read_json(path):

@@ -12,7 +12,7 @@ from detectron2.data import transforms as T
 
 from ..config import bag_size_from_cfg
 from .bag import make_bag_array
-from .cache import CachedCase, load_case, settings_mismatch
+from .cache import CachedCase, describe_mismatch, load_case, loader_settings, settings_mismatch
 
 __all__ = ["VolumetricDatasetMapper"]
 
@@ -80,8 +80,7 @@ class VolumetricDatasetMapper:
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.bag_size = int(bag_size)
-        self.expected_settings = {"hu_window": [float(hu_window[0]), float(hu_window[1])],
-                                  "slice_spacing": float(slice_spacing)}
+        self.expected_settings = loader_settings(hu_window, slice_spacing)
         self.targets = tuple(targets)
         self.mask_format = mask_format
         self._cases: "OrderedDict[str, CachedCase]" = OrderedDict()
@@ -108,8 +107,8 @@ class VolumetricDatasetMapper:
         case = load_case(case_dir)
         diff = settings_mismatch(case.settings, self.expected_settings)
         if diff:
-            detail = ", ".join(f"{k} cached {have} vs config {want}" for k, (have, want) in diff.items())
-            raise ValueError(f"{case_dir}: cache was prepared with other settings than INPUT.CT ({detail}); "
+            raise ValueError(f"{case_dir}: cache was prepared with other settings than INPUT.CT "
+                             f"({describe_mismatch(diff)}); "
                              "re-run the prepare tool with this config")
         self._cases[case_dir] = case
         if len(self._cases) > self._cache_size:

@@ -9,9 +9,10 @@ from typing import Callable, List, Optional
 
 from tqdm import tqdm
 
+from ..utils.cli import add_override_arguments, config_overrides
 from .cache import (META_FILE, case_is_complete, read_json, remove_stale_temp_dirs, settings_mismatch, write_index)
 
-__all__ = ["PrepareJob", "PrepareResult", "run_prepare", "one_line"]
+__all__ = ["PrepareJob", "PrepareResult", "run_prepare", "one_line", "report", "report_splits"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,29 @@ def report(result: PrepareResult, cache_root: str, stream=None) -> int:
     return 0
 
 
+def report_splits(cache_root: str, dataset_prefix: str, splits=("train", "val", "test"), stream=None) -> dict:
+    """Print the number of cases of every split in the cache's index, and a warning naming each empty dataset
+    (``<dataset_prefix>_<split>``), which detectron2 would refuse at training time. Returns {split: count}."""
+    from collections import Counter
+
+    from .cache import INDEX_FILE
+
+    stream = stream or sys.stderr
+    try:
+        cases = read_json(os.path.join(cache_root, INDEX_FILE)).get("cases", [])
+    except (OSError, ValueError):
+        cases = []
+    counts = Counter(str(c.get("split")) for c in cases)
+    result = {split: counts.get(split, 0) for split in splits}
+    result.update({s: n for s, n in counts.items() if s not in result})
+    print("cases per split: " + ", ".join(f"{s} {n}" for s, n in result.items()), file=stream)
+    for split, n in result.items():
+        if not n:
+            print(f"warning: split '{split}' is empty: {dataset_prefix}_{split} cannot be used in DATASETS.TRAIN or "
+                  "DATASETS.TEST", file=stream)
+    return result
+
+
 def add_common_arguments(parser, default_workers: int = 1):
     """Arguments shared by the prepare tools: config, setting overrides, workers."""
     parser.add_argument("--config-file", default="", metavar="FILE",
@@ -135,6 +159,7 @@ def add_common_arguments(parser, default_workers: int = 1):
                         help="override INPUT.CT.SLICE_SPACING (mm; 0 keeps the native spacing)")
     parser.add_argument("--workers", type=int, default=default_workers, help="worker processes")
     parser.add_argument("opts", nargs="*", default=[], help="config overrides, KEY VALUE pairs")
+    add_override_arguments(parser, positional=False)
     return parser
 
 
@@ -144,10 +169,11 @@ def settings_from_args(args, default_hu_window=None, default_slice_spacing=None)
     ``default_*`` apply only when no config file is given (DeepLesion's defaults differ from LiTS's)."""
     from ..config import get_va_cfg
 
-    cfg = get_va_cfg(args.config_file or None, args.opts)
+    opts = config_overrides(args)
+    cfg = get_va_cfg(args.config_file or None, opts)
     hu_window = list(cfg.INPUT.CT.HU_WINDOW)
     slice_spacing = float(cfg.INPUT.CT.SLICE_SPACING)
-    if not args.config_file and not args.opts:
+    if not args.config_file and not opts:
         hu_window = list(default_hu_window) if default_hu_window is not None else hu_window
         slice_spacing = float(default_slice_spacing) if default_slice_spacing is not None else slice_spacing
     if args.hu_window is not None:

@@ -9,7 +9,11 @@ does, whatever order the processes saw them in; the official tie order depends o
 
 Breakdowns: by coarse lesion type (DeepLesion ``Coarse_lesion_type`` 1..8: bone, abdomen, mediastinum, liver, lung,
 kidney, soft tissue, pelvis; -1 unknown) and by lesion size (``diameter_mm``, the long RECIST diameter:
-< 10 mm, 10-30 mm, > 30 mm; 10 and 30 fall in "10-30mm"), each at the cut-offs of the whole set.
+< 10 mm, 10-30 mm, > 30 mm; 10 and 30 fall in "10to30mm"), each at the cut-offs of the whole set. No metric name has a
+``-``: detectron2's ``copypaste`` line drops such keys.
+
+Sensitivities and AP are in percent everywhere: in the returned metrics, the log, the JSON (curve included) and the
+CSV.
 
 Files written to ``output_dir``: ``deeplesion_summary.json`` (the result file ``tools/plot_results.py`` reads),
 ``deeplesion_froc.csv`` (the curve) and ``deeplesion_froc.png``.
@@ -35,7 +39,7 @@ RESULTS_KEY = "deeplesion"
 LESION_TYPES = {1: "bone", 2: "abdomen", 3: "mediastinum", 4: "liver", 5: "lung", 6: "kidney", 7: "soft_tissue",
                 8: "pelvis", -1: "unknown"}
 # (name, low, high) in mm: low <= d <= high, except "<10mm" (d < 10) and ">30mm" (d > 30)
-SIZE_RANGES = (("<10mm", -np.inf, 10.0), ("10-30mm", 10.0, 30.0), (">30mm", 30.0, np.inf))
+SIZE_RANGES = (("<10mm", -np.inf, 10.0), ("10to30mm", 10.0, 30.0), (">30mm", 30.0, np.inf))
 
 
 def _fp_key(f):
@@ -45,7 +49,7 @@ def _fp_key(f):
 def _size_name(d):
     if d is None or not np.isfinite(d):
         return "unknown_size"
-    return "<10mm" if d < 10.0 else ("10-30mm" if d <= 30.0 else ">30mm")
+    return "<10mm" if d < 10.0 else ("10to30mm" if d <= 30.0 else ">30mm")
 
 
 class DeepLesionFROCEvaluator(DatasetEvaluator):
@@ -190,7 +194,8 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         from .plots import plot_froc
 
         out = self._output_dir
-        rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k], "sensitivity": curve["sensitivity"][k],
+        rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k],
+                 "sensitivity": 100.0 * curve["sensitivity"][k],
                  "is_fp": int(curve["is_fp"][k])} for k in range(len(curve["is_fp"]))]
         write_csv(os.path.join(out, "deeplesion_froc.csv"), rows, ["rank", "fp_per_image", "sensitivity", "is_fp"])
         # the curve at its FP steps only (the top of each vertical step) keeps the JSON small; no detections, no curve
@@ -199,11 +204,12 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         result = {
             "type": "deeplesion",
             "dataset": self._dataset_name,
+            "unit": "percent",  # of every sensitivity and AP below; files written before it said nothing used fractions
             "settings": {"iou_thresh": self._iou_thresh, "fps": list(self._fps), "convention": self._convention},
             "metrics": dict(metrics),
             "breakdown": breakdown,
             "curve": {"fp_per_image": curve["fp_per_image"][last_before_fp],
-                      "sensitivity": curve["sensitivity"][last_before_fp]},
+                      "sensitivity": 100.0 * curve["sensitivity"][last_before_fp]},
         }
         write_json(os.path.join(out, "deeplesion_summary.json"), result)
         plot_froc([result], None, os.path.join(out, "deeplesion_froc.png"))

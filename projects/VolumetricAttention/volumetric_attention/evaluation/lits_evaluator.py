@@ -9,7 +9,8 @@ AND is applied per slice before stacking; as it is voxelwise, that equals applyi
 Metric definitions: :mod:`.lits_metrics` and :mod:`.lesions`.
 
 Files written to ``output_dir``: ``lits_per_case.csv``, ``lits_lesions.csv``, ``lits_summary.json`` (the result file
-``tools/plot_results.py`` reads) and ``lits_dice_per_case.png``.
+``tools/plot_results.py`` reads) and ``lits_dice_per_case.png``. Dice and recall are in percent everywhere: in the
+returned metrics, the log, the JSON and both CSV files.
 """
 import copy
 import itertools
@@ -24,7 +25,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..inference.slice_labels import output_to_label_slice
-from .lits_metrics import CASE_FIELDS, LESION_FIELDS, PERCENT_KEYS, score_case, summarize_cases
+from .lits_metrics import (CASE_FIELDS, CASE_PERCENT_FIELDS, LESION_FIELDS, LESION_PERCENT_FIELDS, PERCENT_KEYS,
+                           in_percent, score_case, summarize_cases)
 from .results_io import write_csv, write_json
 
 __all__ = ["LiTSEvaluator", "CaseReference", "load_case_reference", "RESULTS_KEY"]
@@ -171,11 +173,13 @@ class LiTSEvaluator(DatasetEvaluator):
         from .plots import plot_dice_per_case
 
         out = self._output_dir
+        rows, lesions = in_percent(rows, CASE_PERCENT_FIELDS), in_percent(lesions, LESION_PERCENT_FIELDS)
         write_csv(os.path.join(out, "lits_per_case.csv"), rows, CASE_FIELDS)
         write_csv(os.path.join(out, "lits_lesions.csv"), lesions, LESION_FIELDS)
         result = {
             "type": "lits",
             "dataset": self._dataset_name,
+            "unit": "percent",  # of every Dice and recall below; files written before it said nothing used fractions
             "settings": {"score_thresh": self._score_thresh, "lesion_in_liver": self._lesion_in_liver,
                          "connectivity": self._connectivity},
             "metrics": dict(metrics),

@@ -18,7 +18,8 @@ import numpy as np
 from .lesions import SIZE_BUCKETS, crop_to_foreground, match_lesions
 from .metrics import dice_from_counts
 
-__all__ = ["score_case", "summarize_cases", "CASE_FIELDS", "LESION_FIELDS", "PERCENT_KEYS"]
+__all__ = ["score_case", "summarize_cases", "in_percent", "CASE_FIELDS", "LESION_FIELDS", "PERCENT_KEYS",
+           "CASE_PERCENT_FIELDS", "LESION_PERCENT_FIELDS"]
 
 SIZES = tuple(name for name, _, _ in SIZE_BUCKETS)
 
@@ -35,6 +36,15 @@ PERCENT_KEYS = (
     ["tumour_dice_per_case", "tumour_dice_global", "liver_dice_per_case", "liver_dice_global", "lesion_dice_all"]
     + [f"lesion_dice_{s}" for s in SIZES] + ["lesion_recall"] + [f"lesion_recall_{s}" for s in SIZES]
 )
+
+# Fields of the per-case and per-lesion rows that the output files give in percent, as the summary.
+CASE_PERCENT_FIELDS = ("liver_dice", "tumour_dice")
+LESION_PERCENT_FIELDS = ("dice",)
+
+
+def in_percent(rows, fields):
+    """Copies of ``rows`` (dicts of fractions, as :func:`score_case` returns) with ``fields`` x 100."""
+    return [{k: (100.0 * v if k in fields and v is not None else v) for k, v in row.items()} for row in rows]
 
 
 def _overlap_counts(pred, gt):

@@ -23,6 +23,11 @@ def _labels(results, labels):
     return list(labels)
 
 
+def _percent(result):
+    """Factor to percent of a result's per-case values and curve: result files without a ``unit`` used fractions."""
+    return 1.0 if result.get("unit") == "percent" else 100.0
+
+
 def _save(fig, path):
     # Figure + FigureCanvasAgg: no pyplot global state, works in any backend setting and in worker processes.
     FigureCanvasAgg(fig)
@@ -44,10 +49,10 @@ def plot_froc(results, labels, path):
     ax = fig.add_subplot(1, 1, 1)
     for color, (res, label) in zip(("C0", "C1", "C2", "C3"), zip(results, labels)):
         fp = np.asarray(res["curve"]["fp_per_image"], dtype=np.float64)
-        sens = np.asarray(res["curve"]["sensitivity"], dtype=np.float64)
+        sens = _percent(res) * np.asarray(res["curve"]["sensitivity"], dtype=np.float64)
         keep = fp > 0  # log axis
         metrics = res["metrics"]
-        ax.step(fp[keep], 100 * sens[keep], where="post", color=color,
+        ax.step(fp[keep], sens[keep], where="post", color=color,
                 label=f"{label} (avg {metrics.get('sens_avg', float('nan')):.1f})")
         pts = [(float(k[len("sens@"):]), v) for k, v in metrics.items() if k.startswith("sens@") and v is not None]
         if pts:
@@ -77,7 +82,7 @@ def plot_dice_per_case(results, labels, path):
     rng = np.random.default_rng(0)  # fixed jitter: the same results give the same picture
     for j, (key, title) in enumerate((("tumour_dice", "tumour"), ("liver_dice", "liver"))):
         ax = fig.add_subplot(1, 2, j + 1)
-        data = [100 * np.array([c[key] for c in r["per_case"] if c.get(key) is not None], dtype=np.float64)
+        data = [_percent(r) * np.array([c[key] for c in r["per_case"] if c.get(key) is not None], dtype=np.float64)
                 for r in results]
         ax.boxplot(data, showfliers=False, widths=0.5)
         for i, d in enumerate(data):

@@ -72,30 +72,37 @@ def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(
 
 
 def slices_that_matter(prediction=None, ground_truth=None, count=6):
-    """The ``count`` axial slices most worth looking at, in z order.
+    """The ``count`` axial slices most worth looking at, in z order, spread over the case.
 
-    Slices where prediction and ground truth disagree most on lesion alternate with the slices with the most lesion
-    (predicted or true); slices with neither are ranked by their amount of liver. Arrays are (Z, H, W) label volumes.
+    The slices with lesion (predicted or true) are cut, in z order, into ``count`` runs of about equal length, and
+    each run gives its slice where prediction and ground truth disagree most on lesion (with both given; ties: the
+    one with the most lesion), so the picks cover the lesions' whole z extent instead of the few largest slices.
+    When fewer slices have lesion than ``count``, the rest are spread the same way over the liver's z extent (the
+    middle slice of each run), then over the whole volume. Arrays are (Z, H, W) label volumes.
     """
     volumes = [v for v in (prediction, ground_truth) if v is not None]
     if not volumes:
         raise ValueError("need a prediction or a ground truth to choose slices")
-    scores = [sum((v == LESION).sum(axis=(1, 2)) for v in volumes)]
+    depth = volumes[0].shape[0]
+    lesion = sum((v == LESION).sum(axis=(1, 2)) for v in volumes)
+    disagreement = np.zeros(depth, np.int64)
     if prediction is not None and ground_truth is not None:
-        scores.insert(0, ((prediction == LESION) != (ground_truth == LESION)).sum(axis=(1, 2)))
-    # each lesion ranking keeps only the slices it has something to say about; they take turns
-    rankings = [[int(z) for z in np.argsort(-score, kind="stable") if score[z] > 0] for score in scores]
-    chosen = []
-    for rank in range(max(map(len, rankings))):
-        for order in rankings:
-            if rank < len(order) and order[rank] not in chosen and len(chosen) < count:
-                chosen.append(order[rank])
-    # too few lesion slices: fill with the slices with the most liver
+        disagreement = ((prediction == LESION) != (ground_truth == LESION)).sum(axis=(1, 2))
     liver = sum((v >= LIVER).sum(axis=(1, 2)) for v in volumes)
-    for z in np.argsort(-liver, kind="stable"):
-        if len(chosen) < count and int(z) not in chosen:
-            chosen.append(int(z))
+
+    chosen = []
+    for z_run in _runs(np.flatnonzero((lesion > 0) | (disagreement > 0)), count):
+        chosen.append(int(max(z_run, key=lambda z: (disagreement[z], lesion[z], -z))))
+    for candidates in (np.flatnonzero(liver > 0), np.arange(depth)):
+        free = np.setdiff1d(candidates, chosen)
+        chosen += [int(z_run[len(z_run) // 2]) for z_run in _runs(free, count - len(chosen))]
     return sorted(chosen)
+
+
+def _runs(z_sorted, parts):
+    """``z_sorted`` cut into ``min(parts, len)`` consecutive runs of about equal length (non-empty)."""
+    parts = min(max(parts, 0), len(z_sorted))
+    return np.array_split(np.asarray(z_sorted), parts) if parts else []
 
 
 def read_label_volume(path, shape_zyx):

@@ -4,7 +4,7 @@
 # 9-14 mm wide with the same intensity, told apart only by their length along z), train every row below with the
 # same schedule, for each seed, evaluate it with the LiTS 3D metrics on phantom_val (5 held-out cases), and print
 # the table (mean ± std over seeds).
-# Rows: the 2.5D baseline; the early-fusion baseline (the 9 slices VA sees, as 9 input channels); VA with the
+# Rows: the 2.5D baseline (Dice + cross-entropy loss, as every row; and with cross-entropy only); the early-fusion baseline (the 9 slices VA sees, as 9 input channels); VA with the
 # cosine slice similarity (the project's default) and with the paper's dot product; VA without context gradients;
 # VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
@@ -23,10 +23,12 @@ C=projects/VolumetricAttention/configs/Phantom
 VA_CONFIG=$C/zcontext_liver_semantic_R_18_FPN_GN_va_bag3.yaml
 declare -A CONFIG=(
     [baseline]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
+    [baseline_ce]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
     [early_fusion]=$C/zcontext_liver_semantic_R_18_FPN_GN_early_fusion.yaml
 )
 # every other row is the VA config with its overrides
 declare -A OPTS=(
+    [baseline_ce]="MODEL.SEM_SEG_HEAD.NAME SemSegFPNHead"
     [va_dot]="MODEL.VA.SIMILARITY dot"
     [va_no_context_grad]="MODEL.VA.CONTEXT_GRAD False"
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
@@ -34,6 +36,7 @@ declare -A OPTS=(
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
+    [baseline_ce]="baseline, cross-entropy only"
     [early_fusion]="early fusion (9 slices as channels)"
     [va]="VA, cosine similarity"
     [va_dot]="VA, dot product (paper)"
@@ -41,7 +44,7 @@ declare -A LABEL=(
     [va_shared]="VA, cosine, shared bags"
     [va_context_features]="VA, cosine + context features"
 )
-RUNS=${STUDY_RUNS:-"baseline early_fusion va va_dot va_no_context_grad va_shared va_context_features"}
+RUNS=${STUDY_RUNS:-"baseline baseline_ce early_fusion va va_dot va_no_context_grad va_shared va_context_features"}
 
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
     $PY tools/make_phantoms.py --num-cases 20 --profile zcontext_liver --config-file "$VA_CONFIG"

@@ -6,6 +6,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic_io import atomic_open, write_text_atomic
+from ..utils.tensor_checkpoint import load_tensor_checkpoint
 
 
 class VACheckpointer(DetectionCheckpointer):
@@ -39,9 +40,5 @@ class VACheckpointer(DetectionCheckpointer):
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
     def _torch_load(self, f):
-        try:
-            return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
-        except Exception as e:  # noqa: BLE001  (any unpickling failure is reported the same way)
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RuntimeError(f"{f}: not a loadable tensor checkpoint ({first_line})") from e
+        return load_tensor_checkpoint(f)
 

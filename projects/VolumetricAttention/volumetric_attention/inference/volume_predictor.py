@@ -15,7 +15,7 @@ from ..config import bag_size_from_cfg
 from ..data.bag import PIXEL_SCALE, bag_slice_indices
 from ..data.preprocessing import preprocess_volume
 from ..data.volume_io import Geometry, read_volume, write_label_volume
-from ..engine.checkpoint import VACheckpointer
+from ..utils.tensor_checkpoint import load_tensor_checkpoint
 from .feature_cache import BagFeatureCache, backbone_output
 from .lesion_report import lesion_report
 from .slice_labels import LESION, output_to_label_slice
@@ -179,7 +179,7 @@ def load_weights_strict(model, weights):
         raise ValueError("no weights given: pass a checkpoint path (or set MODEL.WEIGHTS)")
     if "://" not in weights and not os.path.isfile(weights):
         raise FileNotFoundError(f"{weights}: weights file not found")
-    checkpoint = VACheckpointer(model)._torch_load(PathManager.get_local_path(weights))
+    checkpoint = load_tensor_checkpoint(PathManager.get_local_path(weights))
     state = checkpoint.get("model", checkpoint)
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -59,6 +59,10 @@ def add_va_config(cfg):
     _C.TEST.CT.LESION_CONNECTIVITY = 26
     # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
     _C.TEST.CT.SLICE_AP = False
+    # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False: detectron2's per-slice inference_on_dataset.
+    _C.TEST.CT.CASE_LEVEL = True
+    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN level.
+    _C.TEST.CT.CASE_BATCH_SIZE = 1
 
 
 def bag_size_from_cfg(cfg) -> int:

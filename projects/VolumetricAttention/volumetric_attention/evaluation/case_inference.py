@@ -79,8 +79,8 @@ def inference_on_cases(model, dataset_dicts: List[dict], evaluator, mapper, batc
     total_slices = sum(len(c) for c in cases)
     module = model.module if isinstance(model, DistributedDataParallel) else model
     loop = CaseLoop(module, mapper.bag_size, [mapper.augmentations], batch_size=batch_size)
-    logger.info(f"Start case-level inference on {len(cases)} cases ({total_slices} slices) of "
-                f"{len(dataset_dicts)} slices, on {world} process(es)")
+    logger.info(f"Start case-level inference on {len(cases)} cases ({total_slices} of {len(dataset_dicts)} slices; "
+                f"{world} process(es) share the cases)")
     evaluator.reset()
     start = last_log = time.perf_counter()
     done_slices = backbone_images = 0

@@ -22,6 +22,9 @@ before each reading):
   * DeepLesion storage: cache bytes per key slice against the dataset's PNGs, and loader bags per second, for the
     storage options (a generated 512 x 512 folder in DeepLesion's layout)
   * evaluator: seconds to score one 512 x 512 x 600 case
+  * evaluation: seconds per case of LiTS evaluation (inference + evaluator) on --eval-cases phantom cases of
+    --slices x --size x --size, detectron2's per-slice path against case-level (TEST.CT.CASE_LEVEL), for the
+    baseline and VA N = 3 and N = 9 (the best of --repeats round-robin passes)
 All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
 the same number of detections, so the heads cost the same and the difference is the backbone and VA.
 """
@@ -386,6 +389,58 @@ def bench_evaluator():
     return {"s_per_case": time.perf_counter() - start, "shape": list(shape)}
 
 
+def bench_evaluation(args, root):
+    """Seconds per case of LiTS evaluation (inference + LiTSEvaluator), detectron2's per-slice path against
+    case-level (TEST.CT.CASE_LEVEL), for the baseline and VA N = 3 and N = 9, on prepared phantom cases."""
+    from detectron2.data import build_detection_test_loader
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
+
+    from volumetric_attention import get_va_cfg
+    from volumetric_attention.data import VolumetricDatasetMapper
+    from volumetric_attention.data.dataset_dicts import load_cached_dataset_dicts
+    from volumetric_attention.data.lits import prepare_lits
+    from volumetric_attention.data.phantoms import write_phantom_dataset
+    from volumetric_attention.evaluation import LiTSEvaluator, inference_on_cases
+
+    source, cache = os.path.join(root, "eval_phantom"), os.path.join(root, "eval_cache")
+    write_phantom_dataset(source, args.eval_cases, seed=1, shape=(args.slices, args.size, args.size))
+    prepare_lits(source, cache, (-200.0, 300.0), 1.5, stream=open(os.devnull, "w"))
+    dicts = [d for split in ("train", "val") for d in load_cached_dataset_dicts(cache, split)]
+    runs = []
+    for name, bag in (("baseline", 1), ("VA N=3", 3), ("VA N=9", 9)):
+        cfg = get_va_cfg(PHANTOM, model_opts(args, bag))
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        mapper = VolumetricDatasetMapper(cfg, is_train=False)
+        evaluator = LiTSEvaluator("phantom_val", distributed=False)
+
+        def per_slice(model=model, mapper=mapper, evaluator=evaluator):
+            loader = build_detection_test_loader(dataset=dicts, mapper=mapper, num_workers=0)
+            return inference_on_dataset(model, loader, evaluator)
+
+        def case_level(model=model, mapper=mapper, evaluator=evaluator, cfg=cfg):
+            return inference_on_cases(model, dicts, evaluator, mapper, cfg.TEST.CT.CASE_BATCH_SIZE)
+
+        runs += [(name, "per slice", per_slice), (name, "case level", case_level)]
+    # round-robin repeats, best of each: the variants see the same machine state
+    best = [float("inf")] * len(runs)
+    for _ in range(args.repeats):
+        for i, (_, _, run) in enumerate(runs):
+            sync(args.device)
+            start = time.perf_counter()
+            run()
+            sync(args.device)
+            best[i] = min(best[i], time.perf_counter() - start)
+    num_cases = len({d["case_dir"] for d in dicts})
+    rows = [{"variant": name, "path": path, "s_per_case": t / num_cases, "slices_per_case": len(dicts) / num_cases}
+            for (name, path, _), t in zip(runs, best)]
+    base = rows[0]["s_per_case"]  # the baseline, per slice
+    for row in rows:
+        row["x_baseline"] = row["s_per_case"] / base
+    return rows
+
+
 def table(title, rows):
     keys = list(rows[0])
     lines = [f"\n{title}", " | ".join(keys), " | ".join("---" for _ in keys)]
@@ -404,8 +459,9 @@ def main(argv=None):
     parser.add_argument("--train-iters", type=int, default=6, help="timed training iterations per model")
     parser.add_argument("--memory-size", type=int, default=512,
                         help="slice size of the activation-memory rows (the LiTS configs: 512; 1024 needs ~4x the RAM)")
-    parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["inference", "cost", "training", "memory", "loader", "deeplesion_cache", "evaluator"])
+    parser.add_argument("--eval-cases", type=int, default=2, help="phantom cases of the evaluation benchmark")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["inference", "cost", "training", "memory", "loader",
+                                                                 "deeplesion_cache", "evaluator", "evaluation"])
     cli.add_threads_argument(parser)
     args = parser.parse_args(argv)
     args.threads = cli.set_threads(args.threads, log=False)
@@ -451,6 +507,9 @@ def main(argv=None):
         if "evaluator" not in args.skip:
             results["evaluator"] = bench_evaluator()
             print(table("Evaluator", [results["evaluator"]]), flush=True)
+        if "evaluation" not in args.skip:
+            results["evaluation"] = bench_evaluation(args, root)
+            print(table("Evaluation per case", results["evaluation"]), flush=True)
     with open(args.output + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
     os.replace(args.output + ".tmp", args.output)

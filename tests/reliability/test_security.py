@@ -94,7 +94,8 @@ def test_project_code_loads_no_pickles_and_runs_no_shell():
 
 
 def test_checkpointer_loads_with_weights_only():
-    """The checkpointer (which every loader of the project goes through) calls torch.load with weights_only=True."""
+    """The tensor-only loader (which the checkpointer and strict weight loading go through) calls torch.load with
+    weights_only=True."""
     calls = []
     for f in project_files():
         if "tests" in f.relative_to(ROOT).parts:
@@ -102,5 +103,5 @@ def test_checkpointer_loads_with_weights_only():
         for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and _dotted(node.func) == "torch.load":
                 calls.append((str(f.relative_to(ROOT)), _keyword_is(node, "weights_only", True)))
-    assert ("projects/VolumetricAttention/volumetric_attention/engine/checkpoint.py", True) in calls
+    assert ("projects/VolumetricAttention/volumetric_attention/utils/tensor_checkpoint.py", True) in calls
     assert all(ok for _, ok in calls), calls

@@ -99,7 +99,9 @@ class VolumetricDatasetMapper:
             "mask_format": cfg.INPUT.MASK_FORMAT,
         }
 
-    def _open(self, case_dir: str) -> CachedCase:
+    def open_case(self, case_dir: str) -> CachedCase:
+        """The cached case at ``case_dir`` (kept open in a small LRU); a cache made with other INPUT.CT settings
+        than this mapper's is a one-line ValueError."""
         case = self._cases.get(case_dir)
         if case is not None:
             self._cases.move_to_end(case_dir)
@@ -130,7 +132,7 @@ class VolumetricDatasetMapper:
             (what :meth:`__call__` returns, the transforms applied to the bag and the annotations).
         """
         dataset_dict = copy.copy(dataset_dict)
-        case = self._open(dataset_dict["case_dir"])
+        case = self.open_case(dataset_dict["case_dir"])
         z = int(dataset_dict["slice_index"])
         image = make_bag_array(case.image, z, self.bag_size)
 

@@ -1,33 +1,14 @@
 """A DetectionCheckpointer that writes atomically and loads tensors only."""
 import glob
 import os
-import re
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..utils.atomic_io import atomic_open, write_text_atomic
+from ..utils.tensor_checkpoint import CheckpointLoadError, load_tensor_checkpoint
 
 __all__ = ["VACheckpointer", "CheckpointLoadError"]
-
-# torch names the refused object "GLOBAL module.name" in its weights-only unpickler errors
-_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class CheckpointLoadError(RuntimeError):
-    """A ``.pth`` file that is not a tensors-only checkpoint. The message is one line naming the file and why."""
-
-
-def _load_error_message(path, error):
-    """One line for a failed weights-only load: the file, and the pickled object refused (or torch's first line)."""
-    text = _ANSI_ESCAPE.sub("", str(error)).strip()
-    refused = _REFUSED_GLOBAL.search(text)
-    if refused:
-        return (f"{path}: not a loadable tensor checkpoint: refused the pickled object {refused.group(1)} "
-                "(loading it could run code; only tensors and plain containers are loaded)")
-    first_line = text.splitlines()[0].strip() if text else type(error).__name__
-    return f"{path}: not a loadable tensor checkpoint ({first_line})"
 
 
 class VACheckpointer(DetectionCheckpointer):
@@ -63,8 +44,5 @@ class VACheckpointer(DetectionCheckpointer):
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
     def _torch_load(self, f):
-        try:
-            return torch.load(f, map_location=torch.device("cpu"), weights_only=True)
-        except Exception as e:  # noqa: BLE001  (any unpickling failure is reported the same way)
-            raise CheckpointLoadError(_load_error_message(f, e)) from e
+        return load_tensor_checkpoint(f)
 

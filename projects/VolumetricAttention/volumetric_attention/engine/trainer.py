@@ -1,19 +1,24 @@
 """The project's DefaultTrainer: VA data loading, evaluators chosen by dataset, atomic checkpoints, CPU DDP."""
 import itertools
+import logging
 import os
 import weakref
+from collections import OrderedDict
 from unittest import mock
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, defaults
-from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.evaluation import (COCOEvaluator, DatasetEvaluator, DatasetEvaluators, inference_on_dataset,
+                                   print_csv_format)
 from detectron2.utils import comm
 
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
 from .va_stats_hook import VAStatsHook
+
+logger = logging.getLogger(__name__)
 
 
 class ResumableTrainingSampler(TrainingSampler):
@@ -54,6 +59,12 @@ def _check_group_size(cfg, group_size: int):
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise ValueError(f"DATALOADER.SHARED_BAG_TARGETS > 1 samples groups with TrainingSampler; "
                          f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported with it")
+
+
+def case_level_applies(cfg, dataset_name) -> bool:
+    """Whether :meth:`VATrainer.test` evaluates ``dataset_name`` case by case: ``TEST.CT.CASE_LEVEL`` and a
+    LiTS-style dataset (metadata ``evaluator_type`` "lits", whose dicts cover every slice of a case)."""
+    return bool(cfg.TEST.CT.CASE_LEVEL) and MetadataCatalog.get(dataset_name).get("evaluator_type") == "lits"
 
 
 class VATrainer(DefaultTrainer):
@@ -132,6 +143,37 @@ class VATrainer(DefaultTrainer):
         from ..data import VolumetricDatasetMapper
 
         return build_detection_test_loader(cfg, dataset_name, mapper=VolumetricDatasetMapper(cfg, is_train=False))
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's ``DefaultTrainer.test`` (``--eval-only`` and the EvalHook at ``TEST.EVAL_PERIOD``), except that
+        with ``TEST.CT.CASE_LEVEL`` LiTS-style datasets run whole cases through the feature cache
+        (:func:`~volumetric_attention.evaluation.inference_on_cases`) into the same evaluators.
+
+        Other datasets, DeepLesion included (its key slices share no 2.5D image: see
+        :mod:`volumetric_attention.evaluation.case_inference`), and every dataset with ``TEST.CT.CASE_LEVEL False``
+        go through detectron2's per-slice ``inference_on_dataset``.
+        """
+        from ..data import VolumetricDatasetMapper
+        from ..evaluation import inference_on_cases
+
+        if isinstance(evaluators, DatasetEvaluator):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} DATASETS.TEST")
+        results = OrderedDict()
+        for idx, name in enumerate(cfg.DATASETS.TEST):
+            evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
+            if case_level_applies(cfg, name):
+                dicts = get_detection_dataset_dicts([name], filter_empty=False)
+                mapper = VolumetricDatasetMapper(cfg, is_train=False)
+                results[name] = inference_on_cases(model, dicts, evaluator, mapper, cfg.TEST.CT.CASE_BATCH_SIZE)
+            else:
+                results[name] = inference_on_dataset(model, cls.build_test_loader(cfg, name), evaluator)
+            if comm.is_main_process():
+                logger.info(f"Evaluation results for {name} in csv format:")
+                print_csv_format(results[name])
+        return list(results.values())[0] if len(results) == 1 else results
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,4 +1,5 @@
-"""Evaluation: LiTS 3D Dice / lesion metrics, DeepLesion FROC, and their plots."""
+"""Evaluation: case-level inference, LiTS 3D Dice / lesion metrics, DeepLesion FROC, and their plots."""
+from .case_inference import inference_on_cases, split_cases
 from .deeplesion_evaluator import DeepLesionFROCEvaluator
 from .froc import average_precision, box_iou, froc, sensitivity_at
 from .lesions import Lesion, equivalent_diameter_mm, find_lesions, label_components, match_lesions, size_bucket
@@ -13,5 +14,5 @@ __all__ = [
     "dice_score", "dice_from_counts", "score_case", "summarize_cases",
     "Lesion", "find_lesions", "label_components", "match_lesions", "equivalent_diameter_mm", "size_bucket",
     "froc", "sensitivity_at", "average_precision", "box_iou",
-    "plot_froc", "plot_dice_per_case", "load_results",
+    "plot_froc", "plot_dice_per_case", "load_results", "inference_on_cases", "split_cases",
 ]

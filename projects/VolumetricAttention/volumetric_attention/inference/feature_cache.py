@@ -53,6 +53,10 @@ class BagFeatureCache:
             for name in levels
         }
 
+    def __len__(self):
+        """Number of images whose features are held."""
+        return len(self._features)
+
     def evict(self, keep):
         """Drop every cached image for which ``keep(key)`` is False."""
         self._features = {k: v for k, v in self._features.items() if keep(k)}

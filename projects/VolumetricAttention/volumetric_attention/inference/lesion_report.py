@@ -6,7 +6,7 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from ..evaluation.lesions import find_lesions, label_components
+from .lesion_components import find_lesions, label_components
 from ..utils.atomic_io import write_text_atomic
 
 FIELDS = [

@@ -12,11 +12,10 @@ from detectron2.utils.file_io import PathManager
 from tqdm import tqdm
 
 from ..config import bag_size_from_cfg
-from ..data.bag import PIXEL_SCALE, bag_slice_indices
 from ..data.preprocessing import preprocess_volume
 from ..data.volume_io import Geometry, read_volume, write_label_volume
-from ..engine.checkpoint import VACheckpointer
-from .feature_cache import BagFeatureCache, backbone_output
+from ..utils.tensor_checkpoint import load_tensor_checkpoint
+from .case_loop import CaseLoop
 from .lesion_report import lesion_report
 from .slice_labels import LESION, output_to_label_slice
 
@@ -56,7 +55,8 @@ class VolumePredictor:
 
     With ``use_feature_cache`` (default) each 2.5D image's backbone features are computed once per volume and reused
     for every target whose bag contains it (the VA-FPN backbone's ``extract_features`` / ``attend``); the naive path
-    runs the backbone on all N images of every bag. Both give the same output.
+    runs the backbone on all N images of every bag. Both give the same output. The loop is :class:`CaseLoop`, the one
+    case-level evaluation runs too; its cache holds at most N + ``batch_size`` - 1 images' features at a time.
 
     Args:
         cfg: a config from :func:`volumetric_attention.get_va_cfg`.
@@ -73,7 +73,7 @@ class VolumePredictor:
         load_weights_strict(self.model, weights)
         self.bag_size = bag_size_from_cfg(cfg)
         self.batch_size = batch_size
-        self.use_feature_cache = use_feature_cache and hasattr(self.model.backbone, "extract_features")
+        self.use_feature_cache = use_feature_cache
         self.progress = progress
         self.resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         self.score_thresh = cfg.TEST.CT.SCORE_THRESH
@@ -113,47 +113,15 @@ class VolumePredictor:
         num_slices, height, width = image_zyx.shape
         labels = np.zeros((num_slices, height, width), np.uint8)
         lesion_score = np.zeros((num_slices, height, width), np.float32)
-        model = self.model
-        mean, std = model.pixel_mean[:3], model.pixel_std[:3]
-        cache = BagFeatureCache(model.backbone, mean, std, self.batch_size) if self.use_feature_cache else None
-        transform = self.resize.get_transform(np.zeros((height, width, 1), np.float32))
-        images = {}  # slice triple -> resized Tensor[3, h, w] on the 0..255 scale of the training mapper
-        naive_images = 0
+        loop = CaseLoop(self.model, self.bag_size, [self.resize], self.batch_size, self.use_feature_cache)
         bar = tqdm(total=num_slices, desc=name or "volume", unit="slice", disable=not self.progress, leave=False)
-        for start in range(0, num_slices, self.batch_size):
-            targets = range(start, min(start + self.batch_size, num_slices))
-            bag_keys = []
-            for z in targets:
-                idx = bag_slice_indices(z, num_slices, self.bag_size)
-                keys = [tuple(int(i) for i in idx[3 * k : 3 * k + 3]) for k in range(self.bag_size)]
-                for key in keys:
-                    if key not in images:
-                        array = np.asarray(image_zyx[list(key)], np.float32).transpose(1, 2, 0) * PIXEL_SCALE
-                        images[key] = torch.as_tensor(
-                            np.ascontiguousarray(transform.apply_image(array).transpose(2, 0, 1))
-                        )
-                bag_keys.append(keys)
-            inputs = [
-                {"image": torch.cat([images[k] for k in keys]), "height": height, "width": width} for keys in bag_keys
-            ]
-            if cache is None:
-                outputs = model(inputs)
-                naive_images += len(inputs) * self.bag_size
-            else:
-                features = model.backbone.attend(cache.bag_features(bag_keys, images))
-                with backbone_output(model.backbone, features):
-                    outputs = model(inputs)
+        for targets, outputs in loop.run(image_zyx):
             for z, output in zip(targets, outputs):
                 labels[z] = output_to_label_slice(output, self.score_thresh, self.lesion_in_liver, height, width)
                 lesion_score[z] = _lesion_score_slice(output, self.score_thresh, height, width)
-            # later targets never look further back than 3 * (N // 2) + 1 slices before the next target
-            lowest_needed = targets[-1] + 1 - 3 * (self.bag_size // 2) - 1
-            images = {k: v for k, v in images.items() if max(k) >= lowest_needed}
-            if cache is not None:
-                cache.evict(lambda k: max(k) >= lowest_needed)
             bar.update(len(targets))
         bar.close()
-        return labels, lesion_score, cache.backbone_images if cache is not None else naive_images
+        return labels, lesion_score, loop.backbone_images
 
 
 def _lesion_score_slice(output, score_thresh, height, width):
@@ -181,7 +149,7 @@ def load_weights_strict(model, weights):
         raise ValueError("no weights given: pass a checkpoint path (or set MODEL.WEIGHTS)")
     if "://" not in weights and not os.path.isfile(weights):
         raise FileNotFoundError(f"{weights}: weights file not found")
-    checkpoint = VACheckpointer(model)._torch_load(PathManager.get_local_path(weights))
+    checkpoint = load_tensor_checkpoint(PathManager.get_local_path(weights))
     state = checkpoint.get("model", checkpoint)
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -1,0 +1,128 @@
+"""Case-level evaluation (whole cases through the feature cache) against detectron2's per-slice path."""
+import csv
+import json
+import logging
+import os
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from detectron2.engine import launch
+
+import _case_level_worker as w
+from volumetric_attention.data.cache import load_case
+from volumetric_attention.engine import VACheckpointer, VATrainer
+from volumetric_attention.engine import trainer as trainer_module
+from volumetric_attention.evaluation import split_cases
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+@pytest.fixture(scope="module")
+def phantom_root(tmp_path_factory):
+    """$VA_DATASETS with 4 prepared phantoms of 12 x 48 x 48 (3 in phantom_train)."""
+    import importlib.util
+
+    root = tmp_path_factory.mktemp("case level")
+    spec = importlib.util.spec_from_file_location("_make_phantoms", os.path.join(ROOT, "tools", "make_phantoms.py"))
+    make_phantoms = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_phantoms)
+    assert make_phantoms.main(["--out", str(root / "phantom"), "--cache", str(root / "cache" / "phantom"),
+                               "--num-cases", "4", "--slices", "12", "--size", "48", "--slice-thickness", "2.0",
+                               "--slice-spacing", "2.0"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VA_DATASETS", str(root))
+        yield root
+
+
+def _random_model(config, folder):
+    """(cfg, model, weights path) of a randomly initialised tiny model, saved so other processes load the same."""
+    torch.manual_seed(0)
+    cfg = w.tiny_cfg(config)
+    model = VATrainer.build_model(cfg)
+    VACheckpointer(model, str(folder)).save("random")
+    return cfg, model, str(folder / "random.pth")
+
+
+def _test(cfg, model, case_level, output_dir):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.TEST.CT.CASE_LEVEL = case_level
+    cfg.OUTPUT_DIR = str(output_dir)
+    calls = []
+    per_slice = trainer_module.inference_on_dataset
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return per_slice(*args, **kwargs)
+
+    with mock.patch.object(trainer_module, "inference_on_dataset", spy):
+        results = VATrainer.test(cfg, model)
+    assert bool(calls) != case_level, "the configured path was not the one taken"
+    with open(output_dir / "inference" / w.DATASET / "lits_per_case.csv") as f:
+        rows = list(csv.DictReader(f))
+    return results, rows
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [w.MASK_RCNN_VA, w.SEMANTIC_VA], ids=["mask_rcnn_va", "semantic_va"])
+def test_case_level_equals_per_slice(phantom_root, tmp_path, caplog, config):
+    cfg, model, _ = _random_model(config, tmp_path)
+    # oneDNN's convolutions round an image's features differently depending on the other images in its batch (per
+    # slice: the N images of one bag; case-level: the images new to the cache), by ~1e-5 here; a random model's
+    # mask probabilities all sit near 0.5, where that flips pixels. PyTorch's own kernels compute each image alone,
+    # so with them both paths must agree exactly.
+    with torch.backends.mkldnn.flags(enabled=False):
+        with caplog.at_level(logging.INFO, logger="volumetric_attention.evaluation.case_inference"):
+            case_results, case_rows = _test(cfg, model, True, tmp_path / "case")
+        slice_results, slice_rows = _test(cfg, model, False, tmp_path / "slice")
+    assert len(case_rows) == 3
+    assert case_rows == slice_rows  # every per-case metric, as written
+    assert case_results == slice_results
+    assert case_results["lits"]["liver_dice_per_case"] < 100.0, "a random model should not be perfect"
+    # every slice predicted, those outside the liver's z range included
+    assert all(row["missing_slices"] == "0" for row in case_rows)
+    cache = phantom_root / "cache" / "phantom"
+    no_liver = [z for row in case_rows for z, lab in enumerate(load_case(str(cache / row["case_id"])).label)
+                if not lab.any()]
+    assert no_liver, "the phantoms should have slices outside the liver"
+    progress = [r.getMessage() for r in caplog.records if "Case-level inference:" in r.getMessage()]
+    assert progress and "3/3 cases" in progress[-1] and "(100%)" in progress[-1] and "ETA=0:00:00" in progress[-1]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one(phantom_root, tmp_path):
+    cfg, model, weights = _random_model(w.MASK_RCNN_VA, tmp_path)
+    single_results, single_rows = _test(cfg, model, True, tmp_path / "single")
+    result_path = str(tmp_path / "dist.json")
+    launch(w.run_case_level_test, 2, dist_url="auto",
+           args=(w.MASK_RCNN_VA, weights, str(tmp_path / "dist"), result_path))
+    with open(result_path) as f:
+        dist = json.load(f)
+    assert dist["world"] == 2
+    assert dist["results"] == json.loads(json.dumps(single_results))
+    with open(tmp_path / "dist" / "inference" / w.DATASET / "lits_per_case.csv") as f:
+        assert list(csv.DictReader(f)) == single_rows
+
+
+def test_split_cases_keeps_cases_whole_and_balances_slices():
+    sizes = {"a": 5, "b": 9, "c": 4, "d": 4, "e": 1}
+    dicts = [{"case_dir": c, "slice_index": z} for c, n in sizes.items() for z in range(n)]
+    parts = split_cases(dicts, 2)
+    assert [[case[0]["case_dir"] for case in part] for part in parts] == [["b", "d"], ["a", "c", "e"]]
+    assert [sum(map(len, part)) for part in parts] == [13, 10]
+    for part in parts:
+        for case in part:
+            assert case == [d for d in dicts if d["case_dir"] == case[0]["case_dir"]]
+    assert split_cases(dicts, 8)[5:] == [[], [], []]
+
+
+@pytest.mark.parametrize("dataset, case_level, expected", [
+    ("phantom_val", True, True), ("lits_val", True, True), ("phantom_val", False, False),
+    # DeepLesion's key slices share no 2.5D image: per-slice path
+    ("deeplesion_val", True, False), ("coco_2017_val", True, False),
+])
+def test_which_datasets_are_evaluated_case_by_case(dataset, case_level, expected):
+    cfg = w.tiny_cfg(w.MASK_RCNN_VA, extra=["TEST.CT.CASE_LEVEL", case_level])
+    assert trainer_module.case_level_applies(cfg, dataset) is expected

@@ -1,0 +1,73 @@
+"""The shared loop over a case: every target once, the cache's memory bound, and cached = naive outputs."""
+import numpy as np
+import pytest
+import torch
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+
+from volumetric_attention.data.bag import bag_slice_indices
+from volumetric_attention.inference.case_loop import CaseLoop, target_batches
+from volumetric_attention.inference.slice_labels import output_to_label_slice
+
+from .conftest import tiny_cfg
+
+
+def test_target_batches_pass_over_each_residue_alternately():
+    assert target_batches(range(8), 2) == [[0, 3], [6], [7, 4], [1], [2, 5]]
+    assert target_batches([9, 2, 2, 5], 4) == [[9], [2, 5]]
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        target_batches(range(3), 0)
+
+
+def _distinct_images(num_slices, bag_size):
+    idx = [bag_slice_indices(z, num_slices, bag_size).reshape(-1, 3) for z in range(num_slices)]
+    return len({tuple(t) for i in idx for t in i.tolist()})
+
+
+@pytest.fixture(scope="module")
+def volume():
+    rng = np.random.default_rng(3)
+    return rng.random((13, 40, 44), dtype=np.float32).astype(np.float16)  # a cache's float16 memmap, in [0, 1]
+
+
+@pytest.mark.parametrize("bag_size, batch_size", [(3, 1), (3, 4), (9, 2)])
+def test_cache_holds_at_most_n_plus_b_minus_1_images_and_matches_naive(volume, bag_size, batch_size):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(extra=["MODEL.VA.BAG_SIZE", bag_size, "MODEL.PIXEL_MEAN", [100.0] * 3])
+    model = build_model(cfg).eval()
+    resize = [T.ResizeShortestEdge([64, 64], 64)]
+    cached = CaseLoop(model, bag_size, resize, batch_size=batch_size)
+    naive = CaseLoop(model, bag_size, resize, batch_size=batch_size, use_feature_cache=False)
+    labels = {}
+    for name, loop in (("cached", cached), ("naive", naive)):
+        out = np.zeros(volume.shape, np.uint8)
+        seen = []
+        for targets, outputs in loop.run(volume):
+            seen += targets
+            for z, o in zip(targets, outputs):
+                assert o["instances"].image_size == volume.shape[1:]
+                out[z] = output_to_label_slice(o, 0.0, True, *volume.shape[1:])
+        assert sorted(seen) == list(range(len(volume)))
+        labels[name] = out
+    np.testing.assert_array_equal(labels["cached"], labels["naive"])
+    assert labels["cached"].any()
+    assert cached.peak_cached_images <= bag_size + batch_size - 1
+    if batch_size == 1:  # exactly one bag's distinct images (fewer than N where a bag is clamped at an end)
+        assert cached.peak_cached_images == max(
+            len({tuple(t) for t in bag_slice_indices(z, len(volume), bag_size).reshape(-1, 3).tolist()})
+            for z in range(len(volume)))
+    # each distinct image once, except the two clamped end images, once more where a pass turns back to them
+    distinct = _distinct_images(len(volume), bag_size)
+    assert distinct <= cached.backbone_images <= distinct + 2
+    assert naive.backbone_images == len(volume) * bag_size
+
+
+def test_a_subset_of_targets_is_predicted_alone(volume):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg()).eval()
+    loop = CaseLoop(model, 3, [T.ResizeShortestEdge([64, 64], 64)], batch_size=2)
+    full = {z: o["instances"].scores for t, out in loop.run(volume) for z, o in zip(t, out)}
+    part = {z: o["instances"].scores for t, out in loop.run(volume, targets=[11, 2, 5]) for z, o in zip(t, out)}
+    assert sorted(part) == [2, 5, 11]
+    for z in part:
+        torch.testing.assert_close(part[z], full[z])

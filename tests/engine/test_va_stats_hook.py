@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from detectron2.engine import SimpleTrainer
+from detectron2.engine import HookBase, SimpleTrainer
 from torch import nn
 
 from volumetric_attention.engine import VAStatsHook
@@ -26,22 +26,27 @@ class _TwoLevels(nn.Module):
         return {"loss": sum(va(self.bag[:, N // 2], self.bag).square().mean() for va in self.va.values())}
 
 
+class _GradNorms(HookBase):
+    """The gradient norm of module p2 after each step, computed here independently."""
+
+    def __init__(self, model):
+        self.model, self.values = model, []
+
+    def after_step(self):
+        self.values.append(math.sqrt(sum(float(p.grad.square().sum()) for p in self.model.va["p2"].parameters())))
+
+
 def _train(period, iters=4):
     torch.manual_seed(0)
     model = _TwoLevels()
+    # detectron2's DefaultTrainer wraps a SimpleTrainer whose after_backward never reaches the outer hooks; the hook
+    # must work from after_step alone, as here
     trainer = SimpleTrainer(model, iter([None] * iters), torch.optim.SGD(model.parameters(), lr=0.1))
-    hook = VAStatsHook(period)
-    trainer.register_hooks([hook])
-    grads = []
-    original = hook.after_backward
-
-    def after_backward():  # the gradient norm of backbone-level module p2, computed here independently
-        grads.append(math.sqrt(sum(float(p.grad.square().sum()) for p in model.va["p2"].parameters())))
-        original()
-
-    hook.after_backward = after_backward
+    grads = _GradNorms(model)
+    trainer.register_hooks([VAStatsHook(period), grads])
+    trainer.after_backward = lambda: None
     trainer.train(0, iters)
-    return trainer.storage, model, grads
+    return trainer.storage, model, grads.values
 
 
 def test_records_every_period_per_module():

@@ -18,7 +18,9 @@ class VAStatsHook(HookBase):
     * ``va/<name>/{channel,spatial}_gate_std``: the spread of the gate over channels / positions, averaged over the
       batch (a constant gate does nothing before a normalisation layer), and ``..._gate_mean``;
     * ``va/<name>/{channel,spatial}_temperature``: tau of the cosine similarity;
-    * ``va/<name>/grad_norm``: the L2 norm of the gradients of the module's parameters in that iteration.
+    * ``va/<name>/grad_norm``: the L2 norm of the gradients of the module's parameters in that iteration (read after
+      the optimizer step, i.e. after ``SOLVER.CLIP_GRADIENTS`` where that is on: detectron2's ``DefaultTrainer``
+      does not pass ``after_backward`` on to its hooks).
 
     ``MODEL.VA.STATS_PERIOD`` sets ``period``; only the recorded iterations pay for it (a few device-to-host reads).
     """
@@ -26,7 +28,6 @@ class VAStatsHook(HookBase):
     def __init__(self, period: int):
         self._period = int(period)
         self._modules = {}
-        self._grad_norms = {}
 
     def before_train(self):
         model = self.trainer.model
@@ -40,15 +41,6 @@ class VAStatsHook(HookBase):
         on = self._recording()
         for m in self._modules.values():
             m.keep_attention = on
-
-    def after_backward(self):
-        if not self._recording():
-            return
-        self._grad_norms = {}
-        for name, m in self._modules.items():
-            grads = [p.grad.detach().float().norm() for p in m.parameters() if p.grad is not None]
-            if grads:
-                self._grad_norms[name] = torch.stack(grads).norm()
 
     def after_step(self):
         if not self._recording():
@@ -65,8 +57,9 @@ class VAStatsHook(HookBase):
                 similarity = getattr(getattr(m, kind), "similarity", None)
                 if similarity is not None and similarity.mode == "cosine":
                     values[f"va/{name}/{kind}_temperature"] = similarity.temperature()
-            if name in self._grad_norms:
-                values[f"va/{name}/grad_norm"] = self._grad_norms[name]
+            grads = [p.grad.detach().float().norm() for p in m.parameters() if p.grad is not None]
+            if grads:
+                values[f"va/{name}/grad_norm"] = torch.stack(grads).norm()
         if values:
             numbers = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()  # one read
             self.trainer.storage.put_scalars(**dict(zip(values, numbers)), smoothing_hint=False)

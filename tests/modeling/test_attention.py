@@ -140,3 +140,34 @@ def test_single_attentions_and_similarity_modes():
         VolumetricAttention(32, channel=False, spatial=False)
     with pytest.raises(ValueError):
         VolumetricChannelAttention(32)(target, bag[:, :, :16])
+
+
+def test_gate_relu_off_revives_a_spatial_gate_whose_context_is_negative_everywhere():
+    """With the paper's ReLU, a spatial context map <= 0 everywhere gives a constant gate and no gradient to the
+    embedding or the gate conv; without it both learn."""
+    target, bag = _inputs(3, c=8, h=12, w=12)
+    grads = {}
+    for relu in (True, False):
+        torch.manual_seed(0)
+        m = VolumetricSpatialAttention(kernel_size=3, gate_bias_init=0.0, gate_weight_std=0.1, gate_relu=relu)
+        with torch.no_grad():
+            m.embed_conv.bias.fill_(-100.0)  # the context (a mean of embeddings) is negative at every position
+        out, (gate, _) = m(target, bag, return_attention=True)
+        (out * torch.randn_like(out)).sum().backward()
+        grads[relu] = (m.embed_conv.weight.grad.abs().sum(), m.gate_conv.weight.grad.abs().sum(), gate.std())
+    assert grads[True][0] == 0 and grads[True][1] == 0 and grads[True][2] == 0
+    assert grads[False][0] > 0 and grads[False][1] > 0 and grads[False][2] > 0
+
+
+def test_gate_relu_comes_from_the_config(tiny_cfg):
+    import os
+
+    from detectron2.modeling import build_backbone
+
+    import volumetric_attention
+
+    config = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom",
+                          "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
+    for relu in (True, False):
+        va = build_backbone(tiny_cfg(config, ["MODEL.VA.GATE_RELU", relu])).va
+        assert len(va) == 5 and all(m.spatial.gate_relu is relu and m.channel.gate_relu is relu for m in va.values())

@@ -38,6 +38,8 @@ def add_va_config(cfg):
     _C.MODEL.VA.CONTEXT_GRAD = True
     # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated target, so that context features reach the heads (modeling/attention.py).
     _C.MODEL.VA.CONTEXT_FEATURES = False
+    # The ReLU before each gate conv (eq. 2/3, the paper's). On the one-channel spatial context it can be zero everywhere from init on (a level whose spatial attention never trains); False feeds the gate conv the context itself.
+    _C.MODEL.VA.GATE_RELU = True
     # Every this many training iterations, log VA statistics (largest slice weights, gate mean/spread, cosine temperature, gradient norm per VA module) to metrics.json; 0 = off.
     _C.MODEL.VA.STATS_PERIOD = 20
 

@@ -24,6 +24,14 @@ Choices the paper leaves open, and what this module does:
   neighbouring image reaches the heads. ``context_features=True`` (``MODEL.VA.CONTEXT_FEATURES``) adds, after the
   gates, a learned 1x1 projection of the attention-weighted bag, ``out = gated target + W · Σ_n S_att[n] · bag[n]``,
   with the slice weights of the last attention in use. ``W`` starts at zero, so the module starts as plain VA.
+* **The ReLU before the gate.** Eq. 2 and eq. 3 apply a ReLU to the attention-weighted bag embedding before the
+  gate conv. The spatial embedding is one map, and at init its sign is a matter of the random embedding conv:
+  measured on the zcontext_liver phantoms at init (4 seeds, 4 levels each), the share of positions where it is
+  positive ranged from 0.0 to 0.96, and 2 of the 16 levels were below 0.001. There the ReLU passes (almost)
+  nothing: the gate is a constant and neither the embedding nor the gate conv gets a gradient. In the seed-0 VA run
+  of the z-context study the P3 spatial gate's spread stayed below 1e-4 for 300 iterations, against 0.06-0.16 on P2
+  and P4 (``VAStatsHook``): which levels have a working spatial attention changes with the seed.
+  ``gate_relu=False`` (``MODEL.VA.GATE_RELU``) feeds the gate conv the context map itself.
 * **What spatial attention sees of the bag.** Spatial attention follows channel attention (section 2.3 starts
   from the channel-refined target). Its bag members are gated with the *same* channel gate as the target
   (``gate_bag=True``): both sides of the dot product in eq. 3 then live in the same re-weighted feature space, and
@@ -86,13 +94,14 @@ class VolumetricChannelAttention(_VolumetricGate):
     """
 
     def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, similarity: str = "dot",
-                 gate_weight_std: float = GATE_WEIGHT_STD):
+                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True):
         """
         Args:
             channels: C, channels of the target and bag feature maps.
             reduction: r; the embedding's hidden width is ``max(1, C // r)``.
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             similarity: slice similarity of the C-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
+            gate_relu: the ReLU before the gate conv (the paper's; module docstring).
         """
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -103,6 +112,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         weight_init.c2_xavier_fill(self.embed_expand)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
         self.similarity = SliceSimilarity(similarity)
+        self.gate_relu = gate_relu
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``F_emb^c``: ``[M, C, H, W]`` -> ``[M, C]``."""
@@ -122,7 +132,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         keys = self.embed(bag.flatten(0, 1)).view(b, n, -1)  # [B, N, C]
         weights = self.similarity(query, keys)  # float32
         context = torch.einsum("bn,bnc->bc", weights.to(keys.dtype), keys)[:, :, None, None]
-        gate = torch.sigmoid(self.gate_conv(F.relu(context)))
+        gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
         return gate, weights
 
 
@@ -135,12 +145,13 @@ class VolumetricSpatialAttention(_VolumetricGate):
     """
 
     def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, similarity: str = "dot",
-                 gate_weight_std: float = GATE_WEIGHT_STD):
+                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True):
         """
         Args:
             kernel_size: k of both convs (odd; padding keeps H×W).
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             similarity: slice similarity of the H·W-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
+            gate_relu: the ReLU before the gate conv (the paper's; module docstring).
         """
         super().__init__()
         if kernel_size % 2 != 1:
@@ -151,6 +162,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         weight_init.c2_msra_fill(self.embed_conv)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
         self.similarity = SliceSimilarity(similarity)
+        self.gate_relu = gate_relu
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``F_emb^s``: ``[M, C, H, W]`` -> ``[M, 1, H, W]``."""
@@ -170,7 +182,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         keys = self.embed(bag.flatten(0, 1)).view(b, n, h * w)  # [B, N, H*W]
         weights = self.similarity(query, keys)  # float32
         context = torch.einsum("bn,bnp->bp", weights.to(keys.dtype), keys).view(b, 1, h, w)
-        gate = torch.sigmoid(self.gate_conv(F.relu(context)))
+        gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
         return gate, weights
 
 
@@ -189,6 +201,7 @@ class VolumetricAttention(nn.Module):
         gate_bag: bool = True,
         gate_weight_std: float = GATE_WEIGHT_STD,
         context_features: bool = False,
+        gate_relu: bool = True,
     ):
         """
         Args:
@@ -201,13 +214,15 @@ class VolumetricAttention(nn.Module):
             similarity: slice similarity, "dot" (the paper's), "scaled" or "cosine" (``slice_similarity.py``).
             gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
             context_features: add a projection of the attention-weighted bag to the output (module docstring).
+            gate_relu: the ReLU before each gate conv (the paper's; module docstring).
         """
         super().__init__()
         if not (channel or spatial):
             raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
-        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, similarity, gate_weight_std)
+        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, similarity, gate_weight_std,
+                                                   gate_relu)
                         if channel else None)
-        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std)
+        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std, gate_relu)
                         if spatial else None)
         self.gate_bag = gate_bag
         # set by engine.VAStatsHook for the iterations it records: forward keeps its attention (detached) here

@@ -215,7 +215,7 @@ def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
     return VolumetricAttention(
         channels, reduction=va.REDUCTION, kernel_size=va.SPATIAL_KERNEL, channel=va.CHANNEL, spatial=va.SPATIAL,
         gate_bias_init=va.GATE_BIAS_INIT, gate_weight_std=va.GATE_WEIGHT_STD, similarity=va.SIMILARITY,
-        context_features=va.CONTEXT_FEATURES,
+        context_features=va.CONTEXT_FEATURES, gate_relu=va.GATE_RELU,
     )
 
 

@@ -6,7 +6,8 @@
 # the table (mean ± std over seeds).
 # Rows: the 2.5D baseline (Dice + cross-entropy loss, as every row; and with cross-entropy only); the early-fusion baseline (the 9 slices VA sees, as 9 input channels); VA with the
 # cosine slice similarity (the project's default) and with the paper's dot product; VA without context gradients;
-# VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper).
+# VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper); VA without the
+# ReLU before the gates (MODEL.VA.GATE_RELU False).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_DATASETS (default ./datasets/zcontext_liver), STUDY_OUT (default ./output/zcontext_liver),
 #              STUDY_SEEDS (default "0 1 2"), STUDY_RUNS (default: every row), STUDY_THREADS (default 2).
@@ -33,6 +34,7 @@ declare -A OPTS=(
     [va_no_context_grad]="MODEL.VA.CONTEXT_GRAD False"
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
     [va_context_features]="MODEL.VA.CONTEXT_FEATURES True"
+    [va_no_gate_relu]="MODEL.VA.GATE_RELU False"
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
@@ -43,8 +45,9 @@ declare -A LABEL=(
     [va_no_context_grad]="VA, cosine, no context gradients"
     [va_shared]="VA, cosine, shared bags"
     [va_context_features]="VA, cosine + context features"
+    [va_no_gate_relu]="VA, cosine, no ReLU before the gates"
 )
-RUNS=${STUDY_RUNS:-"baseline baseline_ce early_fusion va va_dot va_no_context_grad va_shared va_context_features"}
+RUNS=${STUDY_RUNS:-"baseline baseline_ce early_fusion va va_dot va_no_context_grad va_shared va_context_features va_no_gate_relu"}
 
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
     $PY tools/make_phantoms.py --num-cases 20 --profile zcontext_liver --config-file "$VA_CONFIG"

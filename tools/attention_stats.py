@@ -9,6 +9,8 @@ For each level with VA it prints:
 * the slice weights of eq. 2 (channel) and eq. 3 (spatial), softmax over the bag's N images: the mean of their
   maximum (1.0 means the softmax has saturated on one image, so the attention reads one slice of the bag and its
   gradient through the weights vanishes) and the mean weight of the target's own image;
+* the share of each gate's input (the attention-weighted bag embedding) that is positive: with the paper's ReLU
+  before the gate conv (``MODEL.VA.GATE_RELU``), a share near 0 is a gate that gets no gradient;
 * the mean channel gate, and the mean spatial gate over the pixels of four regions of the target slice:
   background, liver, *lesion-like liver* (liver pixels whose smoothed intensity differs from the slice's median
   liver intensity by more than ``--lesion-like-hu``: vessels, in CT and in the phantoms) and lesion.
@@ -110,6 +112,9 @@ def collect(model, batches, lesion_like):
                     if weights is not None:
                         add(level, f"{kind}_max_weight", weights.max(dim=1).values.sum(), b)
                         add(level, f"{kind}_target_weight", weights[:, n // 2].sum(), b)
+                for kind in ("channel", "spatial"):
+                    if f"{kind}_context" in attn:  # the gate conv's input: with the paper's ReLU, <= 0 passes nothing
+                        add(level, f"{kind}_context_positive", (attn[f"{kind}_context"] > 0).float().mean(), 1)
                 if "channel_gate" in attn:
                     add(level, "channel_gate", attn["channel_gate"].mean(dim=(1, 2, 3)).sum(), b)
                 gate = attn.get("spatial_gate")
@@ -127,8 +132,9 @@ def collect(model, batches, lesion_like):
 
 
 def table(stats):
-    keys = ["channel_max_weight", "channel_target_weight", "channel_gate", "spatial_max_weight",
-            "spatial_target_weight"] + [f"spatial_gate_{r}" for r in REGIONS]
+    keys = ["channel_max_weight", "channel_target_weight", "channel_gate", "channel_context_positive",
+            "spatial_max_weight", "spatial_target_weight", "spatial_context_positive"] + [
+        f"spatial_gate_{r}" for r in REGIONS]
     lines = ["| level | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
     for level, values in stats.items():
         cells = [f"{values[k]:.3f}" if k in values else "n/a" for k in keys]

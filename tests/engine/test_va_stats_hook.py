@@ -54,6 +54,7 @@ def test_records_every_period_per_module():
     history = storage.histories()
     p2 = "va/va.p2/"
     for key in ("channel_max_weight", "spatial_max_weight", "channel_gate_mean", "channel_gate_std",
+                "channel_context_positive", "spatial_context_positive",
                 "spatial_gate_mean", "spatial_gate_std", "channel_temperature", "spatial_temperature", "grad_norm"):
         assert [it for _, it in history[p2 + key].values()] == [1, 3], key  # iterations 2 and 4
     assert "va/va.p3/channel_max_weight" in history and "va/va.p3/spatial_max_weight" not in history

@@ -87,6 +87,7 @@ def test_spatial_attention_matches_eq3_by_hand():
     torch.testing.assert_close(weights[0], s_att)
     torch.testing.assert_close(gate, s_s)
     torch.testing.assert_close(out, target * s_s)
+    torch.testing.assert_close(m.attention(target, bag)[2], ctx)  # the context the gate conv reads
 
 
 def test_gates_start_near_one_and_plain_sigmoid_with_zero_bias():
@@ -135,7 +136,8 @@ def test_single_attentions_and_similarity_modes():
     for kwargs in ({"spatial": False}, {"channel": False}, {"similarity": "scaled"}, {"similarity": "cosine"}):
         out, attn = VolumetricAttention(32, reduction=4, kernel_size=3, **kwargs)(target, bag, True)
         assert out.shape == target.shape
-    assert set(VolumetricAttention(32, spatial=False)(target, bag, True)[1]) == {"channel_gate", "channel_weights"}
+    assert set(VolumetricAttention(32, spatial=False)(target, bag, True)[1]) == {"channel_gate", "channel_weights",
+                                                                          "channel_context"}
     with pytest.raises(ValueError):
         VolumetricAttention(32, channel=False, spatial=False)
     with pytest.raises(ValueError):

@@ -73,6 +73,7 @@ def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_pat
         for kind in ("channel", "spatial"):
             assert 1.0 / 3 - 1e-6 <= values[f"{kind}_max_weight"] <= 1.0 + 1e-6
             assert 0.0 <= values[f"{kind}_target_weight"] <= values[f"{kind}_max_weight"] + 1e-6
+            assert 0.0 <= values[f"{kind}_context_positive"] <= 1.0
 
 
 def test_baseline_config_is_refused(phantom_root, monkeypatch, capsys):

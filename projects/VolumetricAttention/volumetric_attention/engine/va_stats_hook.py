@@ -17,6 +17,8 @@ class VAStatsHook(HookBase):
       attention reads one image of the bag, 1/N = uniform);
     * ``va/<name>/{channel,spatial}_gate_std``: the spread of the gate over channels / positions, averaged over the
       batch (a constant gate does nothing before a normalisation layer), and ``..._gate_mean``;
+    * ``va/<name>/{channel,spatial}_context_positive``: the share of the gate's input (the attention-weighted bag
+      embedding) that is positive; with the paper's ReLU before the gate, 0 means a gate without gradient;
     * ``va/<name>/{channel,spatial}_temperature``: tau of the cosine similarity;
     * ``va/<name>/grad_norm``: the L2 norm of the gradients of the module's parameters in that iteration (read after
       the optimizer step, i.e. after ``SOLVER.CLIP_GRADIENTS`` where that is on: detectron2's ``DefaultTrainer``
@@ -54,6 +56,7 @@ class VAStatsHook(HookBase):
                     gate = attn[f"{kind}_gate"].float().flatten(1)
                     values[f"va/{name}/{kind}_gate_mean"] = gate.mean()
                     values[f"va/{name}/{kind}_gate_std"] = gate.std(dim=1).mean() if gate.shape[1] > 1 else gate.std()
+                    values[f"va/{name}/{kind}_context_positive"] = (attn[f"{kind}_context"] > 0).float().mean()
                 similarity = getattr(getattr(m, kind), "similarity", None)
                 if similarity is not None and similarity.mode == "cosine":
                     values[f"va/{name}/{kind}_temperature"] = similarity.temperature()

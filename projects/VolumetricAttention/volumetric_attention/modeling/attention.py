@@ -80,7 +80,7 @@ class _VolumetricGate(nn.Module):
         Returns:
             the gated target ``[B, C, H, W]`` (and the attention tuple when asked).
         """
-        gate, weights = self.attention(target, bag)
+        gate, weights, _ = self.attention(target, bag)
         out = (target * gate).to(target.dtype)
         return (out, (gate, weights)) if return_attention else out
 
@@ -124,7 +124,8 @@ class VolumetricChannelAttention(_VolumetricGate):
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
         Returns:
-            gate ``[B, C, 1, 1]`` in (0, 1) and slice weights ``[B, N]`` (summing to 1 over N).
+            gate ``[B, C, 1, 1]`` in (0, 1), slice weights ``[B, N]`` (summing to 1 over N) and the context
+            ``S_att · F_emb(X_long)`` ``[B, C, 1, 1]`` that the gate conv reads (through the ReLU with ``gate_relu``).
         """
         _check_shapes(target, bag)
         b, n = bag.shape[:2]
@@ -133,7 +134,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         weights = self.similarity(query, keys)  # float32
         context = torch.einsum("bn,bnc->bc", weights.to(keys.dtype), keys)[:, :, None, None]
         gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
-        return gate, weights
+        return gate, weights, context
 
 
 class VolumetricSpatialAttention(_VolumetricGate):
@@ -174,7 +175,8 @@ class VolumetricSpatialAttention(_VolumetricGate):
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
         Returns:
-            gate ``[B, 1, H, W]`` in (0, 1) and slice weights ``[B, N]`` (summing to 1 over N).
+            gate ``[B, 1, H, W]`` in (0, 1), slice weights ``[B, N]`` (summing to 1 over N) and the context
+            ``S_att · F_emb(X_long)`` ``[B, 1, H, W]`` that the gate conv reads (through the ReLU with ``gate_relu``).
         """
         _check_shapes(target, bag)
         b, n, _, h, w = bag.shape
@@ -183,7 +185,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         weights = self.similarity(query, keys)  # float32
         context = torch.einsum("bn,bnp->bp", weights.to(keys.dtype), keys).view(b, 1, h, w)
         gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
-        return gate, weights
+        return gate, weights, context
 
 
 class VolumetricAttention(nn.Module):
@@ -239,7 +241,9 @@ class VolumetricAttention(nn.Module):
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
             return_attention: also return a dict with ``channel_gate [B, C, 1, 1]``, ``channel_weights [B, N]``,
-                ``spatial_gate [B, 1, H, W]``, ``spatial_weights [B, N]`` (for the attentions in use), and
+                ``channel_context [B, C, 1, 1]``, ``spatial_gate [B, 1, H, W]``, ``spatial_weights [B, N]``,
+                ``spatial_context [B, 1, H, W]`` (for the attentions in use; a context is what its gate conv reads,
+                before the ReLU), and
                 ``context [B, C, H, W]`` (the projected bag features added to the output) with context features.
         Returns:
             the gated target ``[B, C, H, W]`` (and the dict when asked).
@@ -247,15 +251,15 @@ class VolumetricAttention(nn.Module):
         attn = {}
         out = target
         if self.channel is not None:
-            gate, weights = self.channel.attention(target, bag)
+            gate, weights, context = self.channel.attention(target, bag)
             out = target * gate
             if self.gate_bag:
                 bag = bag * gate[:, None]
-            attn.update(channel_gate=gate, channel_weights=weights)
+            attn.update(channel_gate=gate, channel_weights=weights, channel_context=context)
         if self.spatial is not None:
-            gate, weights = self.spatial.attention(out, bag)
+            gate, weights, context = self.spatial.attention(out, bag)
             out = out * gate
-            attn.update(spatial_gate=gate, spatial_weights=weights)
+            attn.update(spatial_gate=gate, spatial_weights=weights, spatial_context=context)
         if self.context_proj is not None:
             pooled = torch.einsum("bn,bnchw->bchw", weights.to(bag.dtype), bag)
             attn["context"] = self.context_proj(pooled)

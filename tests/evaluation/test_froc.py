@@ -4,12 +4,11 @@ import json
 import logging
 import os
 
+import _froc_fakes as fakes
 import numpy as np
 import pytest
-import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import print_csv_format
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BoxMode
 
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
 
@@ -89,9 +88,7 @@ def _logged(logger_name, fn):
 
 def test_deeplesion_evaluator_end_to_end(tmp_path):
     name = "deeplesion_froc_evaluator_test"
-    if name not in DatasetCatalog.list():
-        DatasetCatalog.register(name, _dataset_dicts)
-        MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
+    fakes.register(name, _dataset_dicts())
     evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False, convention="continuous")
     evaluator.reset()
     # feed in a shuffled order; image 1's input lacks annotations (a test mapper drops them): looked up by image_id
@@ -99,11 +96,7 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
         inp = dict(_dataset_dicts()[i])
         if i == 1:
             del inp["annotations"]
-        inst = Instances((128, 128))
-        inst.pred_boxes = Boxes(torch.tensor(DETS[i][0], dtype=torch.float32))
-        inst.scores = torch.tensor(DETS[i][1])
-        inst.pred_classes = torch.zeros(len(DETS[i][1]), dtype=torch.int64)
-        evaluator.process([inp], [{"instances": inst}])
+        evaluator.process([inp], [{"instances": fakes.instances(DETS[i][0], DETS[i][1])}])
     res = evaluator.evaluate()["deeplesion"]
     assert res["sens@0.5"] == pytest.approx(50.0) and res["sens@1"] == pytest.approx(100.0)
     assert res["sens@16"] == pytest.approx(100.0)
@@ -128,28 +121,13 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000
 
 
-def _register(name, dicts):
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
-
-
-def _instances(boxes, scores):
-    inst = Instances((128, 128))
-    inst.pred_boxes = Boxes(torch.tensor(np.reshape(boxes, (-1, 4)), dtype=torch.float32))
-    inst.scores = torch.tensor(scores, dtype=torch.float32)
-    inst.pred_classes = torch.zeros(len(scores), dtype=torch.int64)
-    return inst
-
-
 def _evaluate(tmp_path, name, dicts, detections):
     """Run the evaluator over ``dicts`` with ``detections[i] = (boxes [N, 4], scores [N])``."""
-    _register(name, dicts)
+    fakes.register(name, dicts)
     evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False)
     evaluator.reset()
     for d, (boxes, scores) in zip(dicts, detections):
-        evaluator.process([d], [{"instances": _instances(boxes, scores)}])
+        evaluator.process([d], [{"instances": fakes.instances(boxes, scores)}])
     return evaluator.evaluate()["deeplesion"]
 
 

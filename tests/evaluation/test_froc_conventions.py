@@ -4,11 +4,10 @@ The official rule, as that code computes it: boxes are pooled over the images in
 sort of the scores reversed (so among equal scores the later detection comes first), IoU with +1 px on widths and
 heights, and the sensitivity at f FPs/image read off the per-detection curve by linear interpolation.
 """
+import _froc_fakes as fakes
 import numpy as np
 import pytest
-import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BoxMode
 from scipy.interpolate import interp1d
 
 from volumetric_attention import get_va_cfg
@@ -142,21 +141,6 @@ def test_official_convention_matches_the_published_rule_on_random_sets():
     assert differ >= 5  # the sets exercise both differences; the check above is not vacuous
 
 
-def _register(name, dicts):
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-    DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=["lesion"], evaluator_type="deeplesion")
-
-
-def _instances(boxes, scores):
-    inst = Instances((128, 128))
-    inst.pred_boxes = Boxes(torch.tensor(np.reshape(boxes, (-1, 4)), dtype=torch.float32))
-    inst.scores = torch.tensor(scores, dtype=torch.float32)
-    inst.pred_classes = torch.zeros(len(scores), dtype=torch.int64)
-    return inst
-
-
 def test_evaluator_pools_images_in_dataset_order_for_the_official_ties(tmp_path):
     # The dataset lists "z_first" before "a_second" (not alphabetical). Both detections score 0.8: the FP in
     # z_first and the hit in a_second. Officially the later one (a_second's hit) ranks first, so at 0.25 FPs/image
@@ -165,13 +149,13 @@ def test_evaluator_pools_images_in_dataset_order_for_the_official_ties(tmp_path)
     dicts = [{"image_id": "z_first", "height": 128, "width": 128, "annotations": gt},
              {"image_id": "a_second", "height": 128, "width": 128, "annotations": gt}]
     name = "deeplesion_froc_dataset_order"
-    _register(name, dicts)
+    fakes.register(name, dicts)
     results = {}
     for convention in ("official", "continuous"):
         evaluator = DeepLesionFROCEvaluator(name, distributed=False, fps=(0.25,), convention=convention)
         evaluator.reset()
-        evaluator.process([dicts[1]], [{"instances": _instances([0, 0, 9, 9], [0.8])}])  # seen first
-        evaluator.process([dicts[0]], [{"instances": _instances([50, 50, 59, 59], [0.8])}])
+        evaluator.process([dicts[1]], [{"instances": fakes.instances([0, 0, 9, 9], [0.8])}])  # seen first
+        evaluator.process([dicts[0]], [{"instances": fakes.instances([50, 50, 59, 59], [0.8])}])
         results[convention] = evaluator.evaluate()["deeplesion"]["sens@0.25"]
     assert results == {"official": 50.0, "continuous": 0.0}
 

@@ -76,6 +76,10 @@ def add_va_config(cfg):
     _C.TEST.CT.SLICE_AP = False
     # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties later-first) or "continuous" (detectron2 boxes, ties earlier-first).
     _C.TEST.CT.FROC_CONVENTION = "official"
+    # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False: detectron2's per-slice inference_on_dataset.
+    _C.TEST.CT.CASE_LEVEL = True
+    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN level.
+    _C.TEST.CT.CASE_BATCH_SIZE = 1
 
 
 # The slice similarities of MODEL.VA.SIMILARITY (modeling/slice_similarity.py).
@@ -87,10 +91,6 @@ def check_similarity_mode(mode: str) -> str:
     if mode not in SIMILARITY_MODES:
         raise ValueError(f"MODEL.VA.SIMILARITY must be one of {', '.join(map(repr, SIMILARITY_MODES))}; got {mode!r}")
     return mode
-    # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False: detectron2's per-slice inference_on_dataset.
-    _C.TEST.CT.CASE_LEVEL = True
-    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN level.
-    _C.TEST.CT.CASE_BATCH_SIZE = 1
 
 
 def bag_size_from_cfg(cfg) -> int:

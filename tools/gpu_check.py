@@ -2,7 +2,7 @@
 """VA at the paper's scale on one CUDA device: AMP training, speed and memory per variant, deformable convs, inference.
 
     python tools/gpu_check.py [--output-dir output/gpu_check] [--size 512] [--batch 8] [--iters 30]
-    python tools/gpu_check.py --device cpu --tiny      # the same steps, CPU-sized (the test suite runs this)
+    python tools/gpu_check.py --device cpu --tiny [--threads N]   # the same steps, CPU-sized (the tests run this)
 
 On generated phantoms (no download), in this order, within about 6 minutes on one GPU:
 
@@ -54,6 +54,9 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=30, help="iterations of the AMP training check")
     parser.add_argument("--timed-iters", type=int, default=5, help="timed iterations per speed/memory variant")
     parser.add_argument("--warmup-iters", type=int, default=2, help="untimed iterations before them")
+    from volumetric_attention.utils.cli import add_threads_argument
+
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
     if args.tiny:
         args.size, args.batch, args.iters, args.timed_iters, args.warmup_iters = 64, 2, 2, 1, 1
@@ -273,7 +276,9 @@ def main(argv=None):
     args = parse_args(argv)
     import volumetric_attention  # noqa: F401  (registers the backbones and datasets)
     from volumetric_attention.utils.atomic_io import atomic_open
+    from volumetric_attention.utils.cli import setup_cli
 
+    setup_cli(args.threads)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     results = {"device": device_name, "torch": torch.__version__, "settings": vars(args)}
     start = time.perf_counter()

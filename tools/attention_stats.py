@@ -156,6 +156,7 @@ def main(argv=None):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
+    from detectron2.utils.env import seed_all_rng
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -169,6 +170,8 @@ def main(argv=None):
               "LOCATION RPN needed)", file=sys.stderr)
         return 2
     dataset = args.dataset or cfg.DATASETS.TEST[0]
+    # seeded as train_net seeds before building the model: with MODEL.WEIGHTS "" this is a run's initial model
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     model = build_model(cfg).eval()
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
 

@@ -14,21 +14,12 @@ Matching (:func:`match_lesions`), per case, between ground-truth (GT) components
 """
 import numpy as np
 
+from ..inference import lesion_components
 from ..inference.lesion_components import (SIZE_BUCKETS, Lesion, equivalent_diameter_mm, find_lesions,
                                            label_components, longest_axial_diameter_mm, size_bucket)
 from .metrics import dice_from_counts
 
-__all__ = [
-    "Lesion",
-    "SIZE_BUCKETS",
-    "label_components",
-    "equivalent_diameter_mm",
-    "size_bucket",
-    "find_lesions",
-    "longest_axial_diameter_mm",
-    "match_lesions",
-    "crop_to_foreground",
-]
+__all__ = lesion_components.__all__ + ["match_lesions", "crop_to_foreground"]
 
 
 def crop_to_foreground(*masks_zyx):

@@ -55,7 +55,7 @@ def add_va_config(cfg):
     _C.INPUT.CT.SLICE_SPACING = 1.5
     # What the mapper returns for the target slice: any of "instances", "sem_seg".
     _C.INPUT.CT.TARGETS = ["instances"]
-    # DeepLesion cache: resampled slices kept on each side of a key slice (a bag of N needs 3*(N//2)+1).
+    # DeepLesion: interpolated slices each key slice's bag can read on each side, at SLICE_SPACING (a bag of N needs 3*(N//2)+1; the source slices they need are stored once per series).
     _C.INPUT.CT.CONTEXT_SLICES = 7
 
     # ---------------------------------------------------------------- data loading

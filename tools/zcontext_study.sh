@@ -6,8 +6,8 @@
 # the table (mean ± std over seeds).
 # Rows: the 2.5D baseline (Dice + cross-entropy loss, as every row; and with cross-entropy only); the early-fusion baseline (the 9 slices VA sees, as 9 input channels); VA with the
 # cosine slice similarity (the project's default) and with the paper's dot product; VA without context gradients;
-# VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper); VA without the
-# ReLU before the gates (MODEL.VA.GATE_RELU False).
+# VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper; the project's
+# recommended from-scratch VA, its own config); VA without the ReLU before the gates (MODEL.VA.GATE_RELU False).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_DATASETS (default ./datasets/zcontext_liver), STUDY_OUT (default ./output/zcontext_liver),
 #              STUDY_SEEDS (default "0 1 2"), STUDY_RUNS (default: every row), STUDY_THREADS (default 2).
@@ -26,6 +26,7 @@ declare -A CONFIG=(
     [baseline]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
     [baseline_ce]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
     [early_fusion]=$C/zcontext_liver_semantic_R_18_FPN_GN_early_fusion.yaml
+    [va_context_features]=$C/zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml
 )
 # every other row is the VA config with its overrides
 declare -A OPTS=(
@@ -33,7 +34,6 @@ declare -A OPTS=(
     [va_dot]="MODEL.VA.SIMILARITY dot"
     [va_no_context_grad]="MODEL.VA.CONTEXT_GRAD False"
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
-    [va_context_features]="MODEL.VA.CONTEXT_FEATURES True"
     [va_no_gate_relu]="MODEL.VA.GATE_RELU False"
 )
 declare -A LABEL=(

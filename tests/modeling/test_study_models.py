@@ -111,3 +111,17 @@ def test_context_features_come_from_the_config(tiny_cfg):
     cfg = tiny_cfg(os.path.join(CONFIG_DIR, "semantic_R_18_FPN_GN_va_bag3.yaml"), ["MODEL.VA.CONTEXT_FEATURES", True])
     names = [n for n, _ in build_model(cfg).named_parameters() if "context_proj" in n]
     assert names and all(n.startswith("backbone.va.p") for n in names)
+
+
+def test_recommended_from_scratch_config_is_the_study_va_with_context_features(tiny_cfg):
+    """The recommended config differs from the study's VA config in CONTEXT_FEATURES only."""
+    va = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_bag3.yaml"))
+    rec = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml"))
+    assert (rec.MODEL.VA.SIMILARITY, rec.MODEL.VA.GATE_BIAS_INIT, rec.MODEL.VA.CONTEXT_FEATURES) == ("cosine", 0.0, True)
+    va.defrost()
+    va.MODEL.VA.CONTEXT_FEATURES = True
+    assert va.dump() == rec.dump()
+    model = build_model(rec)
+    projections = [m for n, m in model.named_modules() if n.endswith("context_proj")]
+    assert len(projections) == len(rec.MODEL.SEM_SEG_HEAD.IN_FEATURES)  # VA on the levels the head reads
+    assert all(float(p.weight.abs().max()) == 0.0 for p in projections)

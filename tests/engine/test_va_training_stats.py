@@ -1,19 +1,8 @@
 """tools/va_training_stats.py: per-module attention statistics over a run, read from the metrics.json that
 detectron2's JSONWriter writes from VAStatsHook's scalars."""
-import importlib.util
 import json
-from pathlib import Path
 
 from detectron2.utils.events import EventStorage, JSONWriter
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("_tool_va_training_stats", ROOT / "tools" / "va_training_stats.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_run(run, records, gate_relu=None):
@@ -45,10 +34,10 @@ def _scalars(p3_positive, p3_std, grad):
     }
 
 
-def test_first_last_dead_and_median_per_module(tmp_path, capsys):
+def test_first_last_dead_and_median_per_module(tmp_path, capsys, load_tool):
     run = tmp_path / "va_s0"
     _write_run(run, {19: _scalars(0.001, 0.0, 1.0), 39: _scalars(0.02, 0.0001, 3.0), 59: _scalars(0.3, 0.05, 2.0)})
-    tool = _tool()
+    tool = load_tool("va_training_stats")
     rows = {(r["module"], r["kind"]): r for r in tool.summarize(tool.read_series(str(run)))}
     assert set(rows) == {("backbone.va.p2", "spatial"), ("backbone.va.p2", "channel"), ("backbone.va.p3", "spatial")}
     p3 = rows[("backbone.va.p3", "spatial")]
@@ -65,23 +54,23 @@ def test_first_last_dead_and_median_per_module(tmp_path, capsys):
     assert p3_line[:8] == ["va_s0", "backbone.va.p3", "spatial", "0.000", "0.050", "0.001", "0.300", "yes"]
 
 
-def test_no_relu_run_has_no_dead_gate(tmp_path):
+def test_no_relu_run_has_no_dead_gate(tmp_path, load_tool):
     run = tmp_path / "va_no_gate_relu_s0"
     _write_run(run, {19: _scalars(0.0, 0.0, 1.0)}, gate_relu=False)
-    tool = _tool()
+    tool = load_tool("va_training_stats")
     assert tool.gate_relu(str(run)) is False
     rows = tool.summarize(tool.read_series(str(run)), relu=tool.gate_relu(str(run)))
     assert not any(r["dead"] for r in rows)
 
 
-def test_runs_without_va_scalars_are_listed_and_fail(tmp_path, capsys):
+def test_runs_without_va_scalars_are_listed_and_fail(tmp_path, capsys, load_tool):
     good = tmp_path / "va_s1"
     _write_run(good, {19: _scalars(0.5, 0.1, 1.0)})
     baseline = tmp_path / "baseline_s1"
     baseline.mkdir()
     (baseline / "metrics.json").write_text(json.dumps({"iteration": 19, "total_loss": 1.0}) + "\n")
     out = tmp_path / "stats.json"
-    assert _tool().main([str(good), str(baseline), str(tmp_path / "missing"), "--json", str(out)]) == 1
+    assert load_tool("va_training_stats").main([str(good), str(baseline), str(tmp_path / "missing"), "--json", str(out)]) == 1
     captured = capsys.readouterr()
     assert "va_s1" in captured.out and "baseline_s1 |" not in captured.out
     errors = captured.err.strip().splitlines()

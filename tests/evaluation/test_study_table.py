@@ -1,17 +1,6 @@
 """tools/study_table.py: mean ± std over seeds from evaluation summaries and detectron2 metrics."""
-import importlib.util
 import json
 import statistics
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("_tool_study_table", ROOT / "tools" / "study_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(tmp_path, name, dice, fp, times):
@@ -26,12 +15,12 @@ def _run(tmp_path, name, dice, fp, times):
     return str(run)
 
 
-def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys):
+def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys, load_tool):
     a = _run(tmp_path, "base_s0", 30.0, 1.0, [0.2, 0.3, 0.4])
     b = _run(tmp_path, "base_s1", 50.0, 2.0, [0.5])
     c = _run(tmp_path, "va_s0", 62.0, 0.0, [0.9, 1.1])
     out = tmp_path / "study.json"
-    assert _tool().main([f"baseline={a},{b}", f"VA={c}", "--json", str(out)]) == 0
+    assert load_tool("study_table").main([f"baseline={a},{b}", f"VA={c}", "--json", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| model | runs | tumour Dice per case | Dice global | FP lesions per case")
     base = [cell.strip() for cell in lines[2].strip("|").split("|")]
@@ -46,11 +35,11 @@ def test_rows_are_mean_and_sample_std_over_runs(tmp_path, capsys):
     assert saved[c]["label"] == "VA" and abs(saved[c]["tumour_dice_per_case"] - 62.0) < 1e-9
 
 
-def test_unfinished_run_is_listed_and_exit_code_is_1(tmp_path, capsys):
+def test_unfinished_run_is_listed_and_exit_code_is_1(tmp_path, capsys, load_tool):
     a = _run(tmp_path, "base_s0", 30.0, 1.0, [0.2])
     missing = tmp_path / "va_s0"
     missing.mkdir()
-    assert _tool().main([f"baseline={a}", f"VA={missing}"]) == 1
+    assert load_tool("study_table").main([f"baseline={a}", f"VA={missing}"]) == 1
     captured = capsys.readouterr()
     assert "| baseline | 1 | 30.0 |" in captured.out and "| VA |" not in captured.out
     assert "skipped" in captured.err and "va_s0" in captured.err and "did it finish" in captured.err

@@ -173,3 +173,23 @@ def test_gate_relu_comes_from_the_config(tiny_cfg):
     for relu in (True, False):
         va = build_backbone(tiny_cfg(config, ["MODEL.VA.GATE_RELU", relu])).va
         assert len(va) == 5 and all(m.spatial.gate_relu is relu and m.channel.gate_relu is relu for m in va.values())
+
+
+def test_defaults_are_the_configs_and_the_config_builds_the_module():
+    """``VolumetricAttention(channels)`` is the module of a default config: one set of defaults, not two."""
+    import inspect
+
+    from volumetric_attention import get_va_cfg
+
+    cfg = get_va_cfg(opts=["MODEL.VA.SIMILARITY", "dot", "MODEL.VA.GATE_RELU", False, "MODEL.VA.REDUCTION", 8])
+    kwargs = VolumetricAttention.from_config(cfg, 32)
+    assert kwargs["similarity"] == "dot" and kwargs["gate_relu"] is False and kwargs["reduction"] == 8
+    va = VolumetricAttention(cfg, 32)  # @configurable: from_config's keyword arguments
+    assert va.channel.similarity.mode == "dot" and va.spatial.gate_relu is False
+    assert va.channel.embed_reduce.out_channels == 4
+
+    defaults = {k: p.default for k, p in inspect.signature(VolumetricAttention.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    from_default_cfg = VolumetricAttention.from_config(get_va_cfg(), 32)
+    from_default_cfg.pop("channels")
+    assert {k: defaults[k] for k in from_default_cfg} == from_default_cfg

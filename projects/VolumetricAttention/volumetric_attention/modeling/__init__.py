@@ -14,7 +14,6 @@ from .va_fpn import (
     bag_size_from_cfg,
     build_va_resnet_fpn_backbone,
     build_va_retinanet_resnet_fpn_backbone,
-    build_volumetric_attention,
 )
 from .va_roi_heads import VAStandardROIHeads, VolumetricROIPooler
 
@@ -27,7 +26,6 @@ __all__ = [
     "bag_size_from_cfg",
     "build_va_resnet_fpn_backbone",
     "build_va_retinanet_resnet_fpn_backbone",
-    "build_volumetric_attention",
     "DeformConv",
     "DeformBottleneckBlock",
     "build_deformable_resnet_backbone",

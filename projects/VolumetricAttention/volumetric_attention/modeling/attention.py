@@ -18,19 +18,18 @@ Choices the paper leaves open, and what this module does:
   lie in (0, 1).
 * **Slice similarity.** Eq. 2 and eq. 3 take the softmax of plain dot products, which grow with C or H·W,
   overflow float16 and saturate to one slice at the paper's map sizes. ``similarity`` picks the paper's ``"dot"``,
-  ``"scaled"`` or a bounded ``"cosine"`` with a learned temperature; the logits and softmax are always float32
+  ``"scaled"`` or a bounded ``"cosine"`` with a learned temperature (:class:`VolumetricAttention`'s default, as
+  ``MODEL.VA.SIMILARITY``'s); the logits and softmax are always float32
   (see ``slice_similarity.py``). Each module returns its input's dtype, under autocast too.
 * **Context features (beyond the paper).** VA as published only gates the target's map, so no feature of a
   neighbouring image reaches the heads. ``context_features=True`` (``MODEL.VA.CONTEXT_FEATURES``) adds, after the
   gates, a learned 1x1 projection of the attention-weighted bag, ``out = gated target + W · Σ_n S_att[n] · bag[n]``,
   with the slice weights of the last attention in use. ``W`` starts at zero, so the module starts as plain VA.
 * **The ReLU before the gate.** Eq. 2 and eq. 3 apply a ReLU to the attention-weighted bag embedding before the
-  gate conv. The spatial embedding is one map, and at init its sign is a matter of the random embedding conv:
-  measured on the zcontext_liver phantoms at init (4 seeds, 4 levels each), the share of positions where it is
-  positive ranged from 0.0 to 0.96, and 2 of the 16 levels were below 0.001. There the ReLU passes (almost)
-  nothing: the gate is a constant and neither the embedding nor the gate conv gets a gradient. In the seed-0 VA run
-  of the z-context study the P3 spatial gate's spread stayed below 1e-4 for 300 iterations, against 0.06-0.16 on P2
-  and P4 (``VAStatsHook``): which levels have a working spatial attention changes with the seed.
+  gate conv. The spatial embedding is one map, and at init its sign is a matter of the random embedding conv: where
+  it is negative at (almost) every position, the ReLU passes (almost) nothing, the gate is a constant and neither
+  the embedding nor the gate conv gets a gradient. Which levels this hits depends on the seed (measurements:
+  projects/VolumetricAttention/docs/zcontext_study.md; ``VAStatsHook`` reports each gate's context sign share).
   ``gate_relu=False`` (``MODEL.VA.GATE_RELU``) feeds the gate conv the context map itself.
 * **What spatial attention sees of the bag.** Spatial attention follows channel attention (section 2.3 starts
   from the channel-refined target). Its bag members are gated with the *same* channel gate as the target
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from fvcore.nn import weight_init
 from torch import nn
 
+from detectron2.config import configurable
 from detectron2.layers import Conv2d
 
 from .slice_similarity import SliceSimilarity
@@ -119,7 +119,8 @@ class VolumetricChannelAttention(_VolumetricGate):
         pooled = F.adaptive_avg_pool2d(x, 1)
         return self.embed_expand(F.relu(self.embed_reduce(pooled))).flatten(1)
 
-    def attention(self, target: torch.Tensor, bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def attention(self, target: torch.Tensor,
+                  bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
@@ -170,7 +171,8 @@ class VolumetricSpatialAttention(_VolumetricGate):
         pooled = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
         return self.embed_conv(pooled)
 
-    def attention(self, target: torch.Tensor, bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def attention(self, target: torch.Tensor,
+                  bag: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Args:
             target: ``[B, C, H, W]``; bag: ``[B, N, C, H, W]``.
@@ -189,19 +191,25 @@ class VolumetricSpatialAttention(_VolumetricGate):
 
 
 class VolumetricAttention(nn.Module):
-    """The VA module of figure 3: channel attention (eq. 2), then spatial attention (eq. 3) on its output."""
+    """The VA module of figure 3: channel attention (eq. 2), then spatial attention (eq. 3) on its output.
 
+    Built from a config as ``VolumetricAttention(cfg, channels)`` (``MODEL.VA.*``, see :meth:`from_config`) or from
+    explicit arguments, whose defaults are those of ``add_va_config``.
+    """
+
+    @configurable
     def __init__(
         self,
         channels: int,
+        *,
         reduction: int = 16,
         kernel_size: int = 7,
         channel: bool = True,
         spatial: bool = True,
         gate_bias_init: float = 3.0,
-        similarity: str = "dot",
-        gate_bag: bool = True,
         gate_weight_std: float = GATE_WEIGHT_STD,
+        similarity: str = "cosine",
+        gate_bag: bool = True,
         context_features: bool = False,
         gate_relu: bool = True,
     ):
@@ -221,11 +229,10 @@ class VolumetricAttention(nn.Module):
         super().__init__()
         if not (channel or spatial):
             raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
-        self.channel = (VolumetricChannelAttention(channels, reduction, gate_bias_init, similarity, gate_weight_std,
-                                                   gate_relu)
-                        if channel else None)
-        self.spatial = (VolumetricSpatialAttention(kernel_size, gate_bias_init, similarity, gate_weight_std, gate_relu)
-                        if spatial else None)
+        gate_kwargs = dict(gate_bias_init=gate_bias_init, gate_weight_std=gate_weight_std, similarity=similarity,
+                           gate_relu=gate_relu)
+        self.channel = VolumetricChannelAttention(channels, reduction, **gate_kwargs) if channel else None
+        self.spatial = VolumetricSpatialAttention(kernel_size, **gate_kwargs) if spatial else None
         self.gate_bag = gate_bag
         # set by engine.VAStatsHook for the iterations it records: forward keeps its attention (detached) here
         self.keep_attention = False
@@ -235,6 +242,23 @@ class VolumetricAttention(nn.Module):
             self.context_proj = Conv2d(channels, channels, kernel_size=1)
             nn.init.zeros_(self.context_proj.weight)
             nn.init.zeros_(self.context_proj.bias)
+
+    @classmethod
+    def from_config(cls, cfg, channels: int):
+        """Keyword arguments from ``MODEL.VA.*`` for maps of ``channels`` channels (``gate_bag`` has no key)."""
+        va = cfg.MODEL.VA
+        return {
+            "channels": channels,
+            "reduction": va.REDUCTION,
+            "kernel_size": va.SPATIAL_KERNEL,
+            "channel": va.CHANNEL,
+            "spatial": va.SPATIAL,
+            "gate_bias_init": va.GATE_BIAS_INIT,
+            "gate_weight_std": va.GATE_WEIGHT_STD,
+            "similarity": va.SIMILARITY,
+            "context_features": va.CONTEXT_FEATURES,
+            "gate_relu": va.GATE_RELU,
+        }
 
     def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
         """

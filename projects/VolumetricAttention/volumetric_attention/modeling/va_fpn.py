@@ -20,6 +20,7 @@ their inputs by name (``in_features``), so they never see the extra keys.
 Parameter names are those of detectron2's FPN (``bottom_up.*``, ``fpn_lateral*``, ``fpn_output*``, ``top_block.*``)
 plus ``va.*``: detectron2 FPN checkpoints (e.g. the COCO model zoo's) load with only the ``va.*`` keys missing.
 """
+import functools
 from typing import Dict, Tuple
 
 import torch
@@ -209,16 +210,6 @@ def distinct_images(images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             torch.tensor([position[o] for o in original], dtype=torch.int64, device=device))
 
 
-def build_volumetric_attention(cfg, channels: int) -> VolumetricAttention:
-    """The VA module configured by ``MODEL.VA.*`` for maps of ``channels`` channels."""
-    va = cfg.MODEL.VA
-    return VolumetricAttention(
-        channels, reduction=va.REDUCTION, kernel_size=va.SPATIAL_KERNEL, channel=va.CHANNEL, spatial=va.SPATIAL,
-        gate_bias_init=va.GATE_BIAS_INIT, gate_weight_std=va.GATE_WEIGHT_STD, similarity=va.SIMILARITY,
-        context_features=va.CONTEXT_FEATURES, gate_relu=va.GATE_RELU,
-    )
-
-
 def consumed_levels(cfg):
     """The FPN levels the meta-architecture's heads read, or None (all) for an unknown meta-architecture."""
     arch = cfg.MODEL.META_ARCHITECTURE
@@ -246,9 +237,8 @@ def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
     # The bottom-up network sees one 2.5D image at a time, so pretrained 3-channel conv1 weights fit.
     bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS))
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    va_factory = None
-    if cfg.MODEL.VA.ENABLED:
-        va_factory = lambda channels: build_volumetric_attention(cfg, channels)  # noqa: E731
+    # one VA module per level (or one for all), each configured by MODEL.VA.* for the level's channels
+    va_factory = functools.partial(VolumetricAttention, cfg) if cfg.MODEL.VA.ENABLED else None
     return VAFPN(
         bag_size=n,
         va_factory=va_factory,

@@ -17,7 +17,8 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes
 
-from .va_fpn import BAG_SUFFIX, bag_size_from_cfg, build_volumetric_attention
+from .attention import VolumetricAttention
+from .va_fpn import BAG_SUFFIX, bag_size_from_cfg
 
 __all__ = ["VolumetricROIPooler", "VAStandardROIHeads"]
 
@@ -67,12 +68,12 @@ class VAStandardROIHeads(StandardROIHeads):
         n = bag_size_from_cfg(cfg)
         channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
         ret["box_in_features"] = [f + BAG_SUFFIX for f in ret["box_in_features"]]
-        ret["box_pooler"] = VolumetricROIPooler(ret["box_pooler"], build_volumetric_attention(cfg, channels), n)
+        ret["box_pooler"] = VolumetricROIPooler(ret["box_pooler"], VolumetricAttention(cfg, channels), n)
         if cfg.MODEL.MASK_ON:
             if ret.get("mask_pooler") is None:
                 raise ValueError("VAStandardROIHeads needs ROI_MASK_HEAD.POOLER_TYPE set (it pools the bag)")
             ret["mask_in_features"] = [f + BAG_SUFFIX for f in ret["mask_in_features"]]
-            ret["mask_pooler"] = VolumetricROIPooler(ret["mask_pooler"], build_volumetric_attention(cfg, channels), n)
+            ret["mask_pooler"] = VolumetricROIPooler(ret["mask_pooler"], VolumetricAttention(cfg, channels), n)
         return ret
 
     def forward(self, images, features, proposals, targets=None):

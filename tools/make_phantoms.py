@@ -2,7 +2,7 @@
 """Write synthetic abdomen CT phantoms in the LiTS layout and prepare them into the cache (phantom_train/val).
 
     python tools/make_phantoms.py [--out $VA_DATASETS/phantom] [--cache $VA_DATASETS/cache/phantom] \
-        [--num-cases 8] [--seed 0] [--profile abdomen|zcontext|zcontext_liver] [--config-file ...yaml]
+        [--num-cases 8] [--seed 0] [--profile abdomen|zcontext|zcontext_liver|zcontext_small] [--config-file ...yaml]
 """
 import argparse
 import os

@@ -99,3 +99,29 @@ def test_zcontext_liver_profile_crops_the_liver_at_native_resolution():
     y0, x0 = y_full.min() - y_crop.min(), x_full.min() - x_crop.min()
     np.testing.assert_array_equal(labels_full[:, y0:y0 + 128, x0:x0 + 128], labels_crop)
     assert (labels_full >= 1).sum() == (labels_crop >= 1).sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zcontext_small_profile_poses_the_small_lesion_regime(seed):
+    """Only lesions of 15 mm or less, at most 1% of the liver, among curved vessels of their size that outnumber them."""
+    hu, labels, (sz, sy, sx) = make_phantom(seed, profile="zcontext_small", noise_hu=0.0)
+    assert hu.shape[1:] == (128, 128) and 0.75 <= sy <= 0.9
+    liver, lesion = labels >= 1, labels == 2
+    assert 0 < lesion.sum() <= 0.01 * liver.sum()
+    comps, n = ndimage.label(lesion)
+    assert n >= 2
+    for box in ndimage.find_objects(comps):
+        extent_mm = [(s.stop - s.start) * mm for s, mm in zip(box, (sz, sy, sx))]
+        assert max(extent_mm[1:]) <= 15.0 + sy and extent_mm[0] <= 15.0 + sz, extent_mm
+    vessel = (labels == 1) & (np.abs(hu - 60.0) > 35.0)
+    assert vessel.sum() > 2 * lesion.sum()
+    # curved: some vessel's in-plane centre moves by more than its own width along z
+    vcomps, _ = ndimage.label(vessel)
+    shifts = []
+    for k, box in enumerate(ndimage.find_objects(vcomps), start=1):
+        centres = [ndimage.center_of_mass(vcomps[z] == k) for z in range(box[0].start, box[0].stop)
+                   if (vcomps[z] == k).any()]
+        if len(centres) > 5:
+            c = np.array(centres) * (sy, sx)
+            shifts.append(np.ptp(c - np.polyfit(np.arange(len(c)), c, 1)[0] * np.arange(len(c))[:, None], axis=0).max())
+    assert max(shifts) > 3.0  # mm away from a straight line, beyond the straight tubes' linear drift

@@ -54,6 +54,22 @@ PROFILES = {
         "small_lesions": (2, 4), "small_lesion_diameter_mm": (9.0, 14.0),
         "large_lesions": (1, 2), "large_lesion_diameter_mm": (16.0, 30.0),
     },
+    # The small-lesion regime (the paper's small-lesion Dice): lesions of 15 mm or less only, together at most 1% of the
+    # liver's voxels, among curved vessels of the lesions' size and intensity that outnumber them. A slice holds a
+    # lesion far less often than in zcontext_liver, so a recipe that needs a lesion in every batch fails here.
+    "zcontext_small": {
+        "inplane_mm": (0.75, 0.9),
+        "fov_mm": 210.0,
+        "size_px": 256,
+        "crop_px": 128,
+        "vessels": (4, 7),
+        "vessel_diameter_mm": (6.0, 12.0),
+        "vessel_curve_mm": (3.0, 8.0),  # amplitude of a vessel's sinusoidal in-plane bend along z
+        "small_lesions": (2, 5), "small_lesion_diameter_mm": (7.0, 12.5),  # x 0.8-1.2 per axis: 5.6-15 mm
+        "large_lesions": (0, 0), "large_lesion_diameter_mm": (16.0, 30.0),
+        "max_lesion_share": 0.01,  # lesion voxels / liver voxels; a lesion that would pass it is left out
+        "separate_lesions": True,  # a lesion touching an earlier one is left out: every lesion stays <= 15 mm
+    },
 }
 
 
@@ -137,6 +153,12 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
         dy, dx = rng.uniform(-0.15, 0.15, size=2)  # mm of drift per mm along z: "mostly along z"
         cy = (y0 - h / 2) * sy + dy * (zz - length / 2)
         cx = (x0 - w / 2) * sx + dx * (zz - length / 2)
+        if "vessel_curve_mm" in prof:
+            # a bend of 40-90 mm period: the cross-section moves in-plane from slice to slice, as real vessels do
+            amplitude = rng.uniform(*prof["vessel_curve_mm"], size=2)
+            period, phase = rng.uniform(40.0, 90.0), rng.uniform(0.0, 2 * np.pi)
+            cy = cy + amplitude[0] * np.sin(2 * np.pi * zz / period + phase)
+            cx = cx + amplitude[1] * np.cos(2 * np.pi * zz / period + phase)
         tube = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) & liver
         hu[tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture[tube] * 0.5
 
@@ -145,6 +167,7 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     (s_lo, s_hi), (l_lo, l_hi) = prof["small_lesions"], prof["large_lesions"]
     diameters = np.concatenate([rng.uniform(*prof["small_lesion_diameter_mm"], size=int(rng.integers(s_lo, s_hi + 1))),
                                 rng.uniform(*prof["large_lesion_diameter_mm"], size=int(rng.integers(l_lo, l_hi + 1)))])
+    lesion_budget = prof.get("max_lesion_share", np.inf) * liver.sum()
     for d in diameters:
         r = d / 2
         inside = np.argwhere(depth >= min(r, depth.max() * 0.8))
@@ -155,6 +178,10 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
             # a lesion thinner than a slice still shows in its centre voxel
             les = np.zeros_like(liver)
             les[cz, cy, cx] = True
+        if (labels == 2).sum() + les.sum() > lesion_budget:
+            continue
+        if prof.get("separate_lesions") and (ndimage.binary_dilation(les) & (labels == 2)).any():
+            continue  # touching lesions would merge into one component larger than either
         hu[les] = (HYPER if rng.random() < 0.5 else HYPO) + texture[les] * 0.5
         labels[les] = 2
 

@@ -13,7 +13,7 @@ or a cache prepared with other ``INPUT.CT`` settings stop with a one-line error 
 from volumetric_attention import get_va_cfg
 from volumetric_attention.data.dataset_checks import DatasetCheckError, check_datasets, datasets_of
 from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer
-from volumetric_attention.inference import load_weights_strict
+from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
 from volumetric_attention.utils import cli
 
 from detectron2.engine import default_argument_parser, launch

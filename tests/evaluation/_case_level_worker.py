@@ -27,7 +27,7 @@ def run_case_level_test(config, weights, output_dir, result_path):
     from detectron2.utils import comm
 
     from volumetric_attention.engine import VATrainer
-    from volumetric_attention.inference import load_weights_strict
+    from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
 
     cfg = tiny_cfg(config, weights, ["OUTPUT_DIR", output_dir])
     model = VATrainer.build_model(cfg)

@@ -8,13 +8,12 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from detectron2.utils.file_io import PathManager
 from tqdm import tqdm
 
 from ..config import bag_size_from_cfg
 from ..data.preprocessing import preprocess_volume
 from ..data.volume_io import Geometry, read_volume, write_label_volume
-from ..utils.tensor_checkpoint import load_tensor_checkpoint
+from ..utils.tensor_checkpoint import load_weights_strict
 from .case_loop import CaseLoop
 from .lesion_report import lesion_report
 from .slice_labels import LESION, output_to_label_slice
@@ -136,33 +135,3 @@ def _lesion_score_slice(output, score_thresh, height, width):
     if "sem_seg" in output:
         return output["sem_seg"].softmax(dim=0)[2].cpu().numpy()
     return np.zeros((height, width), np.float32)
-
-
-def load_weights_strict(model, weights):
-    """Load a checkpoint that holds exactly the parameters of ``model``, with the right shapes.
-
-    Raises:
-        FileNotFoundError: ``weights`` does not exist.
-        ValueError: one line naming the file and the first mismatching parameters (config and weights disagree).
-    """
-    if not weights:
-        raise ValueError("no weights given: pass a checkpoint path (or set MODEL.WEIGHTS)")
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"{weights}: weights file not found")
-    checkpoint = load_tensor_checkpoint(PathManager.get_local_path(weights))
-    state = checkpoint.get("model", checkpoint)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong_shape:
-        problems = wrong_shape[:3] + [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
-        raise ValueError(
-            f"{weights}: does not match the config's model ({len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(wrong_shape)} of another shape: {'; '.join(problems)})"
-        )
-    model.load_state_dict({k: torch.as_tensor(state[k]) for k in own}, strict=True)

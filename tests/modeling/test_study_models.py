@@ -14,12 +14,15 @@ CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", 
 
 
 def _numpy_batch_dice_loss(probs, targets, ignore):
-    """1 - mean over foreground classes of the batch soft Dice, ignoring ``ignore`` pixels (independent code)."""
+    """1 - mean over the foreground classes present in ``targets`` of the batch soft Dice, ignoring ``ignore`` pixels
+    (independent code)."""
     losses = []
     valid = targets != ignore
     for k in range(1, probs.shape[1]):
         p = probs[:, k][valid]
         g = (targets[valid] == k).astype(np.float64)
+        if not g.any():
+            continue
         losses.append((2 * (p * g).sum() + 1e-5) / (p.sum() + g.sum() + 1e-5))
     return 1 - np.mean(losses)
 

@@ -4,8 +4,15 @@ Plain cross-entropy averages over pixels, so a class that covers a tiny share of
 slice is about 0.1% of the pixels) contributes almost nothing and the cheapest answer is to call it background.
 A soft Dice term per foreground class is normalised by the class's own size, so small structures weigh as much as
 large ones. As in nnU-Net: soft Dice over the foreground classes (background excluded), computed over the whole
-batch ("batch Dice": a slice without lesion does not get an undefined Dice of its own), smoothing 1e-5, added to
-the cross-entropy with weight ``MODEL.SEM_SEG_HEAD.DICE_WEIGHT``.
+batch ("batch Dice"), smoothing 1e-5, added to the cross-entropy with weight ``MODEL.SEM_SEG_HEAD.DICE_WEIGHT``.
+
+Unlike nnU-Net's, the Dice term only averages over the classes present in the batch's ground truth. With smoothing
+alone, a class absent from a batch scores ``smooth / (sum of its probabilities + smooth)``, about 0, unless every
+one of its probabilities in the batch is driven to about 0: each batch without a lesion teaches "never lesion" at
+full Dice weight. nnU-Net escapes this because every batch it samples holds foreground; a slice sampler with lesions
+in a fifth of the slices gives batches of 4 without any lesion 40% of the time, and the lesion class then never
+trains (``DATALOADER.LESION_SLICE_SHARE`` samples lesion slices more often, but does not guarantee one per batch).
+An absent class is left to the cross-entropy, which still pushes its probabilities down by the usual pixel average.
 """
 import torch
 import torch.nn.functional as F
@@ -21,7 +28,11 @@ DICE_SMOOTH = 1e-5
 
 
 def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_value: int, smooth: float = DICE_SMOOTH):
-    """``1 - mean_k Dice_k`` over the foreground classes k = 1..K-1, pooled over the batch.
+    """``1 - mean_k Dice_k`` over the foreground classes k = 1..K-1 present in the batch's targets, pooled over the
+    batch (Dice_k from all of the batch's pixels).
+
+    A foreground class with no target pixel in the batch takes no part in the mean (its logits get no gradient from
+    this term); a batch without any foreground pixel gives 0, still attached to the graph.
 
     Args:
         logits: ``[B, K, H, W]`` class scores; targets: ``[B, H, W]`` int64 class ids, ``ignore_value`` where unlabelled
@@ -35,8 +46,13 @@ def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_value: in
     valid = valid[:, None].to(probs.dtype)
     probs, onehot = probs[:, 1:] * valid, onehot[:, 1:].to(probs.dtype)
     intersection = (probs * onehot).sum(dim=(0, 2, 3))
-    sizes = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    return 1 - ((2 * intersection + smooth) / (sizes + smooth)).mean()
+    target_sizes = onehot.sum(dim=(0, 2, 3))
+    sizes = probs.sum(dim=(0, 2, 3)) + target_sizes
+    dice = (2 * intersection + smooth) / (sizes + smooth)
+    present = target_sizes > 0
+    if not present.any():
+        return probs.sum() * 0.0
+    return 1 - dice[present].mean()
 
 
 @SEM_SEG_HEADS_REGISTRY.register()

@@ -1,15 +1,16 @@
 """Slice weights of volumetric attention: a softmax over the bag of query-key similarities (eq. 2 and eq. 3).
 
 The paper scores a bag member by the plain dot product of its embedding with the target's. For spatial attention
-the embedding is a map of H·W positions, so the logits grow with the map size: at init, on features of std 1, they
-reach about 5e5 on a 128 x 128 P2 map and 2e6 on 256 x 256 (P2 at 1024 px). That breaks twice at the paper's scale:
+the embedding is a map of H·W positions, so the logits grow with the map size, and at the paper's 512-1024 px inputs
+(P2 maps of 128 x 128 to 256 x 256) that breaks twice. The measured logit sizes are in
+``projects/VolumetricAttention/docs/benchmark.md`` ("Slice similarity logits at the paper's map sizes").
 
 * **float16.** Under detectron2's AMP (CUDA autocast, float16) the logits overflow float16's 65504 and the softmax
   returns NaN. Here the logits and the softmax are always computed in float32, autocast or not; the weights are
   float32 and the callers cast what they build from them back to their input's dtype.
 * **Saturation.** Logits that large make the softmax one-hot: the spatial attention reads one image of the bag (in
-  practice the target itself) and passes almost no gradient to the embeddings. Dividing by sqrt(dimension)
-  (``"scaled"``) does not remove the growth: at 256 x 256 the scaled logits still reach about 1e4.
+  practice the target itself) and passes almost no gradient to the embeddings, so which image it reads never
+  changes. Dividing by sqrt(dimension) (``"scaled"``) slows the growth with the map size but does not remove it.
 
 Modes (``MODEL.VA.SIMILARITY``):
 
@@ -18,7 +19,12 @@ Modes (``MODEL.VA.SIMILARITY``):
 * ``"cosine"`` -- ``tau · cos(q, k)``, cosine similarity times a learned temperature ``tau = exp(log_tau)`` that
   starts at ``COSINE_INIT_TEMPERATURE`` and is clamped to ``COSINE_MAX_TEMPERATURE``. The logits are bounded by
   ``tau`` whatever H, W or C, so the weights neither overflow nor saturate with the map size, and the model learns
-  how sharp its slice attention should be.
+  how sharp its slice attention should be. This is why ``"cosine"`` is ``add_va_config``'s default and the mode of
+  ``Base-VA-RCNN-FPN.yaml``, hence of every LiTS, DeepLesion and Phantom config (the earlier z-context study's
+  ``Phantom/zcontext_semantic_*`` configs keep ``"scaled"``, the mode their figures were measured with).
+
+Only ``"cosine"`` has a parameter (``log_tau``): a checkpoint trained with ``"dot"`` or ``"scaled"`` has none, so
+evaluate it with the ``SIMILARITY`` it was trained with.
 """
 import math
 

@@ -123,6 +123,23 @@ def test_missing_slices_count_as_background_with_one_warning(cases, caplog):
     assert res["tumour_dice_per_case"] == pytest.approx(100 * (expected_c1 + 1 + 1) / 3)
 
 
+@pytest.mark.parametrize("kind", ["instances", "sem_seg"])
+def test_a_class_never_predicted_gives_one_warning_line(cases, caplog, kind):
+    """A model that collapsed to "no lesion" shows in the log without anyone reading losses."""
+    collapsed = fakes.predicted_labels(cases, "perfect")
+    for labels in collapsed.values():
+        labels[labels == 2] = 1
+    for prediction, expected in ((collapsed, 1), (fakes.predicted_labels(cases, "imperfect"), 0)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="volumetric_attention.evaluation.lits_evaluator"):
+            res = _evaluate(fakes.inputs_outputs(cases, prediction, kind))["lits"]
+        warnings = [r.getMessage() for r in caplog.records if "no voxel of it is predicted" in r.getMessage()]
+        assert len(warnings) == expected, warnings
+        if expected:
+            assert "class 'lesion'" in warnings[0] and "3 cases" in warnings[0]
+            assert res["lesion_recall"] == 0.0
+
+
 def test_from_config_and_combination_with_other_evaluators(cases):
     cfg = get_cfg()
     add_va_config(cfg)

@@ -15,7 +15,7 @@ from detectron2.solver import build_lr_scheduler
 import _runs
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import VATrainer
-from volumetric_attention.engine.trainer import ResumableTrainingSampler
+from volumetric_attention.data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
 
 MAX_ITER = 12
 PERIOD = 3
@@ -103,11 +103,16 @@ def _batches(trainer, n):
     return [[(d["case_id"], d["slice_index"]) for d in next(trainer._trainer._data_loader_iter)] for _ in range(n)]
 
 
-def test_resumed_trainer_continues_the_sampler_stream(phantom_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sampling", [[], ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
+                                      ["DATALOADER.LESION_SLICE_SHARE", "0.5", "DATALOADER.SHARED_BAG_TARGETS", "2"]],
+                         ids=["uniform", "lesion_share", "lesion_share_groups"])
+def test_resumed_trainer_continues_the_sampler_stream(phantom_root, tmp_path, monkeypatch, sampling):
     """With a fixed SEED, the batches after resuming at iteration k are the uninterrupted run's batches k, k+1, ...
-    (detectron2's TrainingSampler alone restarts its stream: the resumed run would see batches 0, 1, ... again)."""
+    (detectron2's TrainingSampler alone restarts its stream: the resumed run would see batches 0, 1, ... again),
+    with the uniform and the lesion-share sampler, of slices and of slice groups."""
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
-    cfg = get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY + _runs.NO_TEST + ["SEED", "7", "OUTPUT_DIR", str(tmp_path)])
+    cfg = get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY + _runs.NO_TEST + ["SEED", "7", "OUTPUT_DIR", str(tmp_path)]
+                     + sampling)
     first = VATrainer(cfg)
     first.resume_or_load(resume=False)
     stream = _batches(first, 6)
@@ -121,12 +126,16 @@ def test_resumed_trainer_continues_the_sampler_stream(phantom_root, tmp_path, mo
     assert _batches(resumed, 3) == stream[3:]
 
 
-def test_sampler_skip_is_taken_from_the_global_stream_before_sharding():
+@pytest.mark.parametrize("make_sampler", [lambda: ResumableTrainingSampler(10, seed=3),
+                                          lambda: ResumableRepeatFactorTrainingSampler(torch.linspace(0.2, 3.0, 10),
+                                                                                       seed=3)],
+                         ids=["uniform", "repeat_factors"])
+def test_sampler_skip_is_taken_from_the_global_stream_before_sharding(make_sampler):
     """Two processes resumed at the same point together see what one process sees after the skip."""
     def stream(rank, world, skip, n):
         with mock.patch.object(distributed_sampler.comm, "get_rank", return_value=rank), \
                 mock.patch.object(distributed_sampler.comm, "get_world_size", return_value=world):
-            sampler = ResumableTrainingSampler(10, seed=3)
+            sampler = make_sampler()
         sampler.skip = skip
         it = iter(sampler)
         return [next(it) for _ in range(n)]

@@ -63,6 +63,9 @@ def add_va_config(cfg):
     _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
     # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so that their overlapping bags share backbone passes; 1 = independent sampling; SOLVER.IMS_PER_BATCH must be divisible by it.
     _C.DATALOADER.SHARED_BAG_TARGETS = 1
+    # Share of sampled training targets (slice groups with SHARED_BAG_TARGETS) that hold a lesion, through
+    # RepeatFactorTrainingSampler (nnU-Net oversamples foreground the same way); 0 = off, the natural share.
+    _C.DATALOADER.LESION_SLICE_SHARE = 0.0
 
     # ---------------------------------------------------------------- evaluation
     _C.TEST.CT = CN()

@@ -1,5 +1,4 @@
 """The project's DefaultTrainer: VA data loading, evaluators chosen by dataset, atomic checkpoints, CPU DDP."""
-import itertools
 import logging
 import os
 import weakref
@@ -8,7 +7,6 @@ from unittest import mock
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
-from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import DefaultTrainer, defaults
 from detectron2.evaluation import (COCOEvaluator, DatasetEvaluator, DatasetEvaluators, inference_on_dataset,
                                    print_csv_format)
@@ -19,28 +17,6 @@ from .ddp import create_ddp_model
 from .va_stats_hook import VAStatsHook
 
 logger = logging.getLogger(__name__)
-
-
-class ResumableTrainingSampler(TrainingSampler):
-    """detectron2's ``TrainingSampler`` whose index stream can continue where an interrupted run stopped.
-
-    detectron2 restarts the sampler's stream when a run resumes: with a fixed ``SEED`` the resumed run replays the
-    batches the run started with (a job preempted more often than once an epoch never reaches the rest of the data),
-    and with ``SEED`` < 0 it draws a new random order. ``skip`` drops the first ``skip`` indices of the global
-    stream, before it is split between processes: ``VATrainer.resume_or_load`` sets it to
-    ``start_iter x`` the items sampled per iteration (``SOLVER.IMS_PER_BATCH`` dicts, or ``IMS_PER_BATCH / G``
-    slice groups with ``DATALOADER.SHARED_BAG_TARGETS`` = G), so that with a fixed seed the resumed run gets the
-    batches the uninterrupted run would have got (exactly when every image has the same aspect ratio, as CT slices
-    do; detectron2 groups batches by aspect ratio).
-    """
-
-    def __init__(self, size: int, shuffle: bool = True, seed=None):
-        super().__init__(size, shuffle=shuffle, seed=seed)
-        self.skip = 0
-
-    def _infinite_indices(self):
-        # read when the data loader starts iterating, i.e. after resume_or_load
-        return itertools.islice(super()._infinite_indices(), self.skip, None)
 
 
 def _check_group_size(cfg, group_size: int):
@@ -59,6 +35,40 @@ def _check_group_size(cfg, group_size: int):
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise ValueError(f"DATALOADER.SHARED_BAG_TARGETS > 1 samples groups with TrainingSampler; "
                          f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported with it")
+
+
+def _lesion_category(dataset_names) -> int:
+    """The category id of "lesion" in the training datasets' ``thing_classes`` (one-line error when there is none)."""
+    classes = MetadataCatalog.get(dataset_names[0]).get("thing_classes", [])
+    if "lesion" not in classes:
+        raise ValueError(f"DATALOADER.LESION_SLICE_SHARE needs a 'lesion' class; {dataset_names[0]} has {classes}")
+    return classes.index("lesion")
+
+
+def build_training_sampler(cfg, items):
+    """The sampler of the training items (dicts or slice groups), which :meth:`VATrainer.resume_or_load` moves on.
+
+    ``DATALOADER.LESION_SLICE_SHARE`` > 0 samples items that hold a lesion (a group: any of its members) as that
+    share of all, through detectron2's ``RepeatFactorTrainingSampler`` (:func:`lesion_share_repeat_factors`);
+    otherwise detectron2's ``TrainingSampler``. Both continue where an interrupted run stopped. Returns None for
+    another ``DATALOADER.SAMPLER_TRAIN``, which detectron2 builds (and restarts on resume).
+    """
+    from ..data.sampling import has_category, lesion_share_repeat_factors
+    from ..data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
+
+    share = float(cfg.DATALOADER.LESION_SLICE_SHARE)
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        if share > 0:
+            raise ValueError(f"DATALOADER.LESION_SLICE_SHARE > 0 is a sampler of its own; DATALOADER.SAMPLER_TRAIN "
+                             f"{cfg.DATALOADER.SAMPLER_TRAIN!r} is not supported with it")
+        return None
+    if share <= 0:
+        return ResumableTrainingSampler(len(items), seed=seed)
+    lesion = _lesion_category(cfg.DATASETS.TRAIN)
+    members = [item if isinstance(item, list) else [item] for item in items]
+    holds_lesion = [any(has_category(d, lesion) for d in group) for group in members]
+    return ResumableRepeatFactorTrainingSampler(lesion_share_repeat_factors(holds_lesion, share), seed=seed)
 
 
 def case_level_applies(cfg, dataset_name) -> bool:
@@ -111,17 +121,13 @@ class VATrainer(DefaultTrainer):
         _check_group_size(cfg, group_size)
         dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
         kept = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
-        seed = cfg.SEED if cfg.SEED >= 0 else None
         extra = {}
         if group_size == 1:
             dataset, mapper = kept, VolumetricDatasetMapper(cfg, is_train=True)
-            sampler = None  # other SAMPLER_TRAIN choices: detectron2's own, restarted on resume
-            if cfg.DATALOADER.SAMPLER_TRAIN == "TrainingSampler":
-                sampler = ResumableTrainingSampler(len(kept), seed=seed)
         else:
             dataset, mapper = make_slice_groups(dicts, kept, group_size), SliceGroupMapper(cfg, is_train=True)
-            sampler = ResumableTrainingSampler(len(dataset), seed=seed)
             extra = {"aspect_ratio_grouping": False, "collate_fn": flatten_groups}
+        sampler = build_training_sampler(cfg, dataset)
         items_per_batch = cfg.SOLVER.IMS_PER_BATCH // group_size
         loader = build_detection_train_loader(
             cfg, dataset=dataset, mapper=mapper, sampler=sampler, total_batch_size=items_per_batch, **extra

@@ -141,6 +141,7 @@ class LiTSEvaluator(DatasetEvaluator):
             by_case[case_id].setdefault(z, payload)
 
         rows, lesions, incomplete = [], [], []
+        in_truth, predicted = set(), set()  # label values seen in some case's ground truth / prediction
         for case_id in sorted(by_case):
             info = cases[case_id]
             volume = np.zeros((info["num_slices"], info["height"], info["width"]), dtype=np.uint8)
@@ -152,6 +153,8 @@ class LiTSEvaluator(DatasetEvaluator):
                 incomplete.append(f"{case_id} ({missing}/{info['num_slices']})")
             ref = self._load_reference(info["case_dir"])
             pred = ref.to_original(volume)
+            in_truth.update(np.unique(ref.labels).tolist())
+            predicted.update(np.unique(pred).tolist())
             row, case_lesions = score_case(pred, ref.labels, ref.spacing_zyx, case_id=case_id,
                                            connectivity=self._connectivity)
             row["missing_slices"] = missing
@@ -161,6 +164,7 @@ class LiTSEvaluator(DatasetEvaluator):
             logger.warning(f"LiTSEvaluator on {self._dataset_name}: slices never predicted count as background "
                            f"in {len(incomplete)} case(s) (case (missing/total)): {', '.join(incomplete)}")
 
+        self._warn_never_predicted(in_truth, predicted, len(rows))
         summary = summarize_cases(rows, lesions)
         metrics = OrderedDict((k, 100.0 * v if k in PERCENT_KEYS else v) for k, v in summary.items())
         logger.info(f"LiTS 3D metrics on {self._dataset_name} ({len(rows)} cases): "
@@ -168,6 +172,14 @@ class LiTSEvaluator(DatasetEvaluator):
         if self._output_dir:
             self._write(rows, lesions, metrics)
         return OrderedDict({RESULTS_KEY: metrics})
+
+    def _warn_never_predicted(self, in_truth, predicted, num_cases):
+        """One warning line per class that is in the ground truth but never predicted in any case: the sign of a
+        model that collapsed to background for it (e.g. a lesion class that never trained)."""
+        for value, name in ((1, "liver"), (2, "lesion")):
+            if value in in_truth and value not in predicted:
+                logger.warning(f"LiTSEvaluator on {self._dataset_name}: class '{name}' is in the ground truth, but "
+                               f"no voxel of it is predicted in any of the {num_cases} cases: has the model learnt it?")
 
     def _write(self, rows, lesions, metrics):
         from .plots import plot_dice_per_case

@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# The z-context study (projects/VolumetricAttention/README.md): is VA better than the 2.5D baselines, and by how much?
-# On the "zcontext_liver" phantoms (128 px crops around the liver at native 0.65-0.75 mm; vessels and small lesions
-# 9-14 mm wide with the same intensity, told apart only by their length along z), train every row below with the
-# same schedule, for each seed, evaluate it with the LiTS 3D metrics on phantom_val (5 held-out cases), and print
-# the table (mean ± std over seeds).
-# Rows: the 2.5D baseline (Dice + cross-entropy loss, as every row; and with cross-entropy only); the early-fusion baseline (the 9 slices VA sees, as 9 input channels); VA with the
-# cosine slice similarity (the project's default) and with the paper's dot product; VA without context gradients;
-# VA with shared bags (4 consecutive targets per batch); VA with context features (beyond the paper; the project's
-# recommended from-scratch VA, its own config); VA without the ReLU before the gates (MODEL.VA.GATE_RELU False).
+# The z-context studies (projects/VolumetricAttention/docs/): is VA better than the 2.5D baselines, and by how much?
+# On the phantoms of a profile (STUDY_PROFILE):
+#   zcontext_liver: 128 px crops around the liver at 0.65-0.75 mm; vessels and lesions of 9-14 mm with the same
+#                   intensity, plus 1-2 large lesions per case (docs/zcontext_study.md);
+#   zcontext_small: lesions of 15 mm or less only (at most 1% of the liver), among curved vessels of their size
+#                   (docs/small_lesion_study.md);
+# train every row below with the same schedule for each seed, evaluate it with the LiTS 3D metrics on phantom_val
+# (5 held-out cases) and on phantom_train (the collapse check: lesions found on the run's own training cases), and
+# print the table (mean ± std over seeds).
+# Rows: the 2.5D baseline; early fusion (the 9 slices VA sees as 9 input channels), also trained for the wall-clock
+# time of VA + context features at the same seed (early_fusion_equal_time); VA with the cosine slice similarity;
+# VA + context features (the project's recommended from-scratch VA); 3DCE late fusion (threedce). Further rows of
+# the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
+# va_shared (4 targets per batch share their bags), va_no_gate_relu.
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
-# Environment: STUDY_DATASETS (default ./datasets/zcontext_liver), STUDY_OUT (default ./output/zcontext_liver),
-#              STUDY_SEEDS (default "0 1 2"), STUDY_RUNS (default: every row), STUDY_THREADS (default 2).
-# Runs one training at a time. A run whose model_final.pth and evaluation exist is skipped; an interrupted run
+# Environment: STUDY_PROFILE (default zcontext_liver), STUDY_DATASETS (default ./datasets/$STUDY_PROFILE),
+#              STUDY_OUT (default ./output/$STUDY_PROFILE), STUDY_SEEDS (default "0 1 2"),
+#              STUDY_RUNS (default: the main rows), STUDY_THREADS (default 2).
+# Runs one training at a time. A run whose model_final.pth and evaluations exist is skipped; an interrupted run
 # resumes from its last checkpoint (train_net --resume), so the study can be stopped and extended run by run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/zcontext_liver}
+PROFILE=${STUDY_PROFILE:-zcontext_liver}
+export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/$PROFILE}
 export OMP_NUM_THREADS=${STUDY_THREADS:-2}
-OUT=${STUDY_OUT:-$PWD/output/zcontext_liver}
+OUT=${STUDY_OUT:-$PWD/output/$PROFILE}
 SEEDS=${STUDY_SEEDS:-"0 1 2"}
-C=projects/VolumetricAttention/configs/Phantom
-VA_CONFIG=$C/zcontext_liver_semantic_R_18_FPN_GN_va_bag3.yaml
+C=projects/VolumetricAttention/configs/Phantom/${PROFILE}_semantic_R_18_FPN_GN
+VA_CONFIG=${C}_va_bag3.yaml
+[ -f "$VA_CONFIG" ] || { echo "zcontext_study.sh: no configs for STUDY_PROFILE $PROFILE ($VA_CONFIG)" >&2; exit 2; }
 declare -A CONFIG=(
-    [baseline]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
-    [baseline_ce]=$C/zcontext_liver_semantic_R_18_FPN_GN_baseline.yaml
-    [early_fusion]=$C/zcontext_liver_semantic_R_18_FPN_GN_early_fusion.yaml
-    [va_context_features]=$C/zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml
+    [baseline]=${C}_baseline.yaml
+    [baseline_ce]=${C}_baseline.yaml
+    [early_fusion]=${C}_early_fusion.yaml
+    [early_fusion_equal_time]=${C}_early_fusion.yaml
+    [va_context_features]=${C}_va_context_bag3.yaml
+    [threedce]=${C}_3dce_bag3.yaml
 )
 # every other row is the VA config with its overrides
 declare -A OPTS=(
@@ -40,29 +50,58 @@ declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
     [baseline_ce]="baseline, cross-entropy only"
     [early_fusion]="early fusion (9 slices as channels)"
+    [early_fusion_equal_time]="early fusion, VA + context's training time"
     [va]="VA, cosine similarity"
     [va_dot]="VA, dot product (paper)"
     [va_no_context_grad]="VA, cosine, no context gradients"
     [va_shared]="VA, cosine, shared bags"
     [va_context_features]="VA, cosine + context features"
     [va_no_gate_relu]="VA, cosine, no ReLU before the gates"
+    [threedce]="3DCE late fusion (bag of 3)"
 )
-RUNS=${STUDY_RUNS:-"baseline baseline_ce early_fusion va va_dot va_no_context_grad va_shared va_context_features va_no_gate_relu"}
+RUNS=${STUDY_RUNS:-"baseline early_fusion va va_context_features threedce early_fusion_equal_time"}
+
+# early_fusion_equal_time: as many iterations as early fusion runs in VA + context features' training time (both
+# at this seed, s/iteration the median of metrics.json), the LR steps at the same fractions of the schedule
+equal_time_opts() {
+    $PY - "$OUT/va_context_features_s$1" "$OUT/early_fusion_s$1" "$VA_CONFIG" <<'PYTHON'
+import sys
+from volumetric_attention import get_va_cfg
+from volumetric_attention.engine.run_metrics import read_metrics, seconds_per_iteration
+va_dir, ef_dir, config = sys.argv[1:]
+cfg = get_va_cfg(config)
+va, ef = (seconds_per_iteration(read_metrics(d)) for d in (va_dir, ef_dir))
+iters = int(round(cfg.SOLVER.MAX_ITER * va / ef))
+steps = ",".join(str(int(round(s * iters / cfg.SOLVER.MAX_ITER))) for s in cfg.SOLVER.STEPS)
+print(f"SOLVER.MAX_ITER {iters} SOLVER.STEPS ({steps},)")
+PYTHON
+}
 
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
-    $PY tools/make_phantoms.py --num-cases 20 --profile zcontext_liver --config-file "$VA_CONFIG"
+    $PY tools/make_phantoms.py --num-cases 20 --profile "$PROFILE" --config-file "$VA_CONFIG"
 fi
 for seed in $SEEDS; do
     for name in $RUNS; do
         dir="$OUT/${name}_s$seed"
-        if [ -f "$dir/model_final.pth" ] && [ -f "$dir/inference/phantom_val/lits_summary.json" ]; then
-            echo "== $name, SEED $seed: done"
-            continue
+        config=${CONFIG[$name]:-$VA_CONFIG}
+        opts=${OPTS[$name]:-}
+        if [ "$name" = early_fusion_equal_time ]; then
+            opts=$(equal_time_opts "$seed") || { echo "== $name, SEED $seed: needs va_context_features and" \
+                "early_fusion at this seed first" >&2; continue; }
         fi
-        echo "== $name, SEED $seed"
-        # shellcheck disable=SC2086
-        $PY projects/VolumetricAttention/train_net.py --config-file "${CONFIG[$name]:-$VA_CONFIG}" --resume \
-            OUTPUT_DIR "$dir" SEED "$seed" ${OPTS[$name]:-} "$@"
+        if [ ! -f "$dir/model_final.pth" ] || [ ! -f "$dir/inference/phantom_val/lits_summary.json" ]; then
+            echo "== $name, SEED $seed ${opts:+($opts)}"
+            # shellcheck disable=SC2086
+            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --resume \
+                OUTPUT_DIR "$dir" SEED "$seed" $opts "$@"
+        fi
+        if [ ! -f "$dir/inference/phantom_train/lits_summary.json" ]; then
+            echo "== $name, SEED $seed: the collapse check on its own training cases"
+            # shellcheck disable=SC2086
+            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --eval-only \
+                OUTPUT_DIR "$dir" SEED "$seed" $opts "$@" MODEL.WEIGHTS "$dir/model_final.pth" \
+                DATASETS.TEST '("phantom_train",)' > /dev/null
+        fi
     done
 done
 specs=()
@@ -72,3 +111,4 @@ for name in $RUNS; do
     specs+=("${LABEL[$name]}=$dirs")
 done
 $PY tools/study_table.py "${specs[@]}" --json "$OUT/study.json"
+$PY tools/study_table.py "${specs[@]}" --dataset phantom_train --json "$OUT/study_train.json"

@@ -65,7 +65,7 @@ def test_trainer_samples_lesion_items_at_the_configured_share(phantom_root, monk
     share = 0.3 if natural > 0.6 else 0.9  # far from the natural share, so that the sampler must act
     assert 0.0 < natural < 1.0 and abs(share - natural) > 0.2
 
-    off = VATrainer.build_train_loader(get_va_cfg(str(VA_CONFIG), base))
+    off = VATrainer.build_train_loader(get_va_cfg(str(VA_CONFIG), base + ["DATALOADER.LESION_SLICE_SHARE", 0.0]))
     assert type(off.resumable_sampler) is ResumableTrainingSampler
 
     loader = VATrainer.build_train_loader(get_va_cfg(str(VA_CONFIG), base + ["DATALOADER.LESION_SLICE_SHARE", share]))

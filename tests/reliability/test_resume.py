@@ -103,7 +103,7 @@ def _batches(trainer, n):
     return [[(d["case_id"], d["slice_index"]) for d in next(trainer._trainer._data_loader_iter)] for _ in range(n)]
 
 
-@pytest.mark.parametrize("sampling", [[], ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
+@pytest.mark.parametrize("sampling", [["DATALOADER.LESION_SLICE_SHARE", "0.0"], ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
                                       ["DATALOADER.LESION_SLICE_SHARE", "0.5", "DATALOADER.SHARED_BAG_TARGETS", "2"]],
                          ids=["uniform", "lesion_share", "lesion_share_groups"])
 def test_resumed_trainer_continues_the_sampler_stream(phantom_root, tmp_path, monkeypatch, sampling):

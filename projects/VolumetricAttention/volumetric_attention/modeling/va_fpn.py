@@ -225,7 +225,9 @@ def consumed_levels(cfg):
     return None
 
 
-def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
+def build_bag_fpn(cfg, input_shape: ShapeSpec, top_block_fn, va_factory) -> VAFPN:
+    """A :class:`VAFPN` over the bag of ``cfg`` whose per-level module (``callable(channels)``, ``forward(target,
+    bag)``) is ``va_factory``'s: volumetric attention, or another way of fusing the bag (3DCE's late fusion)."""
     n = bag_size_from_cfg(cfg)
     if input_shape.channels != IMAGE_CHANNELS * n:
         raise ValueError(
@@ -237,8 +239,6 @@ def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
     # The bottom-up network sees one 2.5D image at a time, so pretrained 3-channel conv1 weights fit.
     bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS))
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    # one VA module per level (or one for all), each configured by MODEL.VA.* for the level's channels
-    va_factory = functools.partial(VolumetricAttention, cfg) if cfg.MODEL.VA.ENABLED else None
     return VAFPN(
         bag_size=n,
         va_factory=va_factory,
@@ -255,15 +255,26 @@ def _build_va_fpn(cfg, input_shape: ShapeSpec, top_block_fn) -> VAFPN:
     )
 
 
+def _va_factory(cfg):
+    # one VA module per level (or one for all), each configured by MODEL.VA.* for the level's channels
+    return functools.partial(VolumetricAttention, cfg) if cfg.MODEL.VA.ENABLED else None
+
+
+def last_level_max_pool(bottom_up, out_channels):
+    """P6 by max-pooling P5 (detectron2's ``build_resnet_fpn_backbone``)."""
+    return LastLevelMaxPool()
+
+
 @BACKBONE_REGISTRY.register()
 def build_va_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """VA-FPN with levels P2-P6 (P6 by max-pooling P5), the VA counterpart of ``build_resnet_fpn_backbone``."""
-    return _build_va_fpn(cfg, input_shape, lambda bottom_up, c: LastLevelMaxPool())
+    return build_bag_fpn(cfg, input_shape, last_level_max_pool, _va_factory(cfg))
 
 
 @BACKBONE_REGISTRY.register()
 def build_va_retinanet_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """VA-FPN with levels P3-P7 (P6, P7 from C5), the VA counterpart of ``build_retinanet_resnet_fpn_backbone``."""
-    return _build_va_fpn(
-        cfg, input_shape, lambda bottom_up, c: LastLevelP6P7(bottom_up.output_shape()["res5"].channels, c)
+    return build_bag_fpn(
+        cfg, input_shape, lambda bottom_up, c: LastLevelP6P7(bottom_up.output_shape()["res5"].channels, c),
+        _va_factory(cfg),
     )

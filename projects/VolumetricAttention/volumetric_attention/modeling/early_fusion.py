@@ -1,15 +1,20 @@
 """The early-fusion baseline: the slices of a VA bag as the channels of one image, no attention.
 
-The question a reader asks first of VA is whether it beats simply showing the network more slices. This backbone
+It is the control for VA: does attention over the bag beat showing the network the same slices at once? This backbone
 sees exactly the slices a VA model of bag N sees (the mapper's ``[3·N, H, W]`` input: 2.5D images at z - 3(N//2)
 .. z + 3(N//2), slices z - 3(N//2) - 1 .. z + 3(N//2) + 1 in order), but fuses them at the first convolution:
 detectron2's ResNet-FPN with its stem conv widened to 3·N input channels, nothing else changed. Set
 ``MODEL.BACKBONE.NAME: "build_early_fusion_resnet_fpn_backbone"`` with ``MODEL.VA.ENABLED: True`` and
-``MODEL.VA.BAG_SIZE: N`` (the bag keys shape the input; the attention keys are not used).
+``MODEL.VA.BAG_SIZE: N`` (the bag keys shape the input; the attention keys are not used). Any detectron2 head
+that reads FPN levels works on it: the semantic FPN head, Faster/Mask R-CNN's RPN and ROI heads (``P2``-``P6``).
 
 The backbone is detectron2's :class:`FPN`, so it has no per-image stage: volume inference runs it once per target.
-A pretrained 3-channel stem does not fit the widened conv, and detectron2's checkpointer skips it with a warning
-(the study trains from scratch).
+
+Loading a 2D checkpoint (a 2.5D model's, or ImageNet's): the parameter names are those of the 2.5D ResNet-FPN, so
+every key loads as it would into the 2.5D model except ``backbone.bottom_up.stem.conv1.weight``, whose
+``[C, 3, 7, 7]`` does not fit the widened ``[C, 3·N, 7, 7]``: detectron2's checkpointer skips it with a shape-mismatch
+warning (and so lists it among the missing keys) and the widened conv keeps its initialisation; the stem's norm
+loads. A 2.5D model's checkpoint leaves nothing else missing and nothing unexpected.
 """
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN

@@ -5,13 +5,16 @@
 
 Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its LiTS evaluation ``inference/<dataset>/lits_summary.json`` gives
 the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. Lesion figures
-are in percent, as the evaluator writes them; FP lesions are per case. ``--json`` also writes every run's values (atomically).
+are in percent, as the evaluator writes them; FP lesions are per case. ``--json`` also writes every run's values
+(atomically).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
+
+from volumetric_attention.engine.run_metrics import read_metrics, seconds_per_iteration
+from volumetric_attention.utils.cli import setup_cli
 
 # (column title, key of the LiTS evaluator's summary; percent except FP lesions per case)
 COLUMNS = [
@@ -29,22 +32,6 @@ COLUMNS = [
 ]
 
 
-def seconds_per_iteration(run_dir):
-    """Median of detectron2's per-iteration ``time`` in ``metrics.json``, or None."""
-    path = os.path.join(run_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return None
-    times = []
-    with open(path, "r", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                record = json.loads(line)
-                if "time" in record:
-                    times.append(float(record["time"]))
-    return statistics.median(times) if times else None
-
-
 def read_run(run_dir, dataset):
     """The run's values by summary key (as the evaluator wrote them) plus ``s_per_iter``."""
     from volumetric_attention.evaluation import load_results
@@ -54,7 +41,10 @@ def read_run(run_dir, dataset):
         raise FileNotFoundError(f"{path}: no LiTS evaluation in this run (did it finish?)")
     metrics = load_results(path)["metrics"]
     values = {key: None if metrics.get(key) is None else float(metrics[key]) for _, key in COLUMNS}
-    values["s_per_iter"] = seconds_per_iteration(run_dir)
+    try:
+        values["s_per_iter"] = seconds_per_iteration(read_metrics(run_dir))
+    except FileNotFoundError:
+        values["s_per_iter"] = None
     return values
 
 
@@ -87,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="phantom_val", help="evaluated dataset name (default phantom_val)")
     parser.add_argument("--json", help="also write every run's values to this JSON file")
     args = parser.parse_args(argv)
+    setup_cli(log_threads=False)
 
     rows, failures, per_run = [], [], {}
     for spec in args.models:

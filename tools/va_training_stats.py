@@ -2,7 +2,7 @@
 """What each VA module's attention did over a training run, from the ``va/...`` scalars ``VAStatsHook`` writes to
 detectron2's ``metrics.json`` (``MODEL.VA.STATS_PERIOD``): one Markdown row per run, module and attention kind.
 
-    tools/va_training_stats.py RUN_DIR [RUN_DIR ...] [--dead-below 0.01] [--json OUT.json]
+    tools/va_training_stats.py RUN_DIR [RUN_DIR ...] [--dead-below 0.01] [--flat-below 0.001] [--json OUT.json]
 
 Columns, "first" and "last" being the first and the last recorded iteration:
 
@@ -10,7 +10,9 @@ Columns, "first" and "last" being the first and the last recorded iteration:
   normalisation layer);
 * ``context positive``: the share of the gate's input that is positive; with the paper's ReLU before the gate conv
   (``MODEL.VA.GATE_RELU True``) a share of 0 leaves the gate conv and the embedding without gradient;
-* ``dead``: ``yes`` when the first recorded ``context positive`` is below ``--dead-below`` and the run has the ReLU;
+* ``dead``: ``yes`` when the run has the ReLU and, in every record of the run, ``context positive`` is below
+  ``--dead-below`` and ``gate std`` below ``--flat-below``: a gate that starts without positive input and recovers
+  is not dead;
 * ``max weight``: the largest slice weight at the end (1/N = uniform over the bag, 1 = one image);
 * ``temperature``: the cosine similarity's tau at the end;
 * ``grad norm``: the median over the recorded iterations of the module's parameter-gradient L2 norm.
@@ -18,80 +20,25 @@ Columns, "first" and "last" being the first and the last recorded iteration:
 A run whose ``metrics.json`` is missing or has no ``va/`` scalars is listed on stderr and the exit status is 1.
 """
 import argparse
-import json
 import os
-import statistics
 import sys
 
-KINDS = ("channel", "spatial")
+from volumetric_attention.engine.run_metrics import (DEAD_BELOW, FLAT_BELOW, METRICS_FILE, gate_relu, read_metrics,
+                                                     summarize_gates, va_series)
+from volumetric_attention.utils.cli import setup_cli
 
 
-def read_series(run_dir):
-    """{scalar name: [(iteration, value), ...]} of the ``va/`` scalars in ``RUN_DIR/metrics.json``."""
-    path = os.path.join(run_dir, "metrics.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no metrics.json (is this a train_net.py OUTPUT_DIR?)")
-    series = {}
-    with open(path, "r", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {number} is not JSON ({e.msg})") from None
-            for key, value in record.items():
-                if key.startswith("va/") and value is not None:
-                    series.setdefault(key, []).append((int(record.get("iteration", -1)), float(value)))
+def read_run(run_dir, dead_below=DEAD_BELOW, flat_below=FLAT_BELOW):
+    """The rows of :func:`~volumetric_attention.engine.run_metrics.summarize_gates` for one run.
+
+    Raises:
+        FileNotFoundError, ValueError: no metrics.json, a line that is not JSON, or no ``va/<module>/`` scalars.
+    """
+    series = va_series(read_metrics(run_dir))
     if not any(key.count("/") == 2 for key in series):
+        path = os.path.join(run_dir, METRICS_FILE)
         raise ValueError(f"{path}: no va/<module>/... scalars (VA off, or MODEL.VA.STATS_PERIOD 0)")
-    return series
-
-
-def gate_relu(run_dir):
-    """``MODEL.VA.GATE_RELU`` of the run, from its ``config.yaml`` (True, the default, when it cannot be read)."""
-    path = os.path.join(run_dir, "config.yaml")
-    try:
-        from detectron2.config import CfgNode
-
-        with open(path, "r", encoding="utf-8") as f:
-            cfg = CfgNode.load_cfg(f)
-        return bool(cfg.MODEL.VA.get("GATE_RELU", True))
-    except (OSError, AttributeError, KeyError):
-        return True
-
-
-def summarize(series, relu=True, dead_below=0.01):
-    """Rows ``{"module", "kind", "gate_std_first", ...}`` for every module and attention kind with statistics."""
-    modules = sorted({key.split("/")[1] for key in series if key.count("/") == 2})
-    rows = []
-    for module in modules:
-        grad = [v for _, v in series.get(f"va/{module}/grad_norm", [])]
-        for kind in KINDS:
-            prefix = f"va/{module}/{kind}_"
-            if prefix + "gate_std" not in series:
-                continue
-
-            def first_last(name):
-                points = series.get(prefix + name)
-                return (points[0][1], points[-1][1]) if points else (None, None)
-
-            std_first, std_last = first_last("gate_std")
-            pos_first, pos_last = first_last("context_positive")
-            rows.append({
-                "module": module,
-                "kind": kind,
-                "gate_std_first": std_first,
-                "gate_std_last": std_last,
-                "context_positive_first": pos_first,
-                "context_positive_last": pos_last,
-                "dead": None if pos_first is None else bool(relu and pos_first < dead_below),
-                "max_weight_last": first_last("max_weight")[1],
-                "temperature_last": first_last("temperature")[1],
-                "grad_norm_median": statistics.median(grad) if grad else None,
-            })
-    return rows
+    return summarize_gates(series, relu=gate_relu(run_dir), dead_below=dead_below, flat_below=flat_below)
 
 
 def _fmt(value, digits=3):
@@ -103,7 +50,7 @@ def _fmt(value, digits=3):
 
 
 def markdown(runs):
-    """runs: [(run name, rows of ``summarize``)] -> Markdown table."""
+    """runs: [(run name, rows of ``summarize_gates``)] -> Markdown table."""
     head = ["run", "module", "kind", "gate std first", "gate std last", "context positive first",
             "context positive last", "dead", "max weight last", "temperature last", "grad norm"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -119,15 +66,19 @@ def markdown(runs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--dead-below", type=float, default=0.01,
-                        help="a gate whose first 'context positive' is below this is dead (default 0.01)")
+    parser.add_argument("--dead-below", type=float, default=DEAD_BELOW,
+                        help=f"a gate whose 'context positive' stays below this (and whose spread stays below "
+                             f"--flat-below) in every record is dead (default {DEAD_BELOW})")
+    parser.add_argument("--flat-below", type=float, default=FLAT_BELOW,
+                        help=f"a gate spread below this counts as flat (default {FLAT_BELOW})")
     parser.add_argument("--json", help="also write the rows of every run to this JSON file")
     args = parser.parse_args(argv)
+    setup_cli(log_threads=False)
 
     runs, failures = [], []
     for run_dir in args.runs:
         try:
-            rows = summarize(read_series(run_dir), relu=gate_relu(run_dir), dead_below=args.dead_below)
+            rows = read_run(run_dir, args.dead_below, args.flat_below)
         except (OSError, ValueError) as e:
             failures.append(str(e))
             continue

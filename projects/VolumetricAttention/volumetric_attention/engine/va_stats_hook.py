@@ -1,12 +1,36 @@
 """Training-time measurements of the VA modules, written with detectron2's other metrics (``metrics.json``,
 TensorBoard): what the attention does and how much gradient each module receives, over training."""
+from typing import Dict
+
 import torch
 
 from detectron2.engine import HookBase
 
 from ..modeling import VolumetricAttention
 
-__all__ = ["VAStatsHook"]
+__all__ = ["VAStatsHook", "attention_statistics", "KINDS"]
+
+KINDS = ("channel", "spatial")
+
+
+def attention_statistics(attn: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """What :class:`VAStatsHook` records of one forward's attention (the dict of ``VolumetricAttention(...,
+    return_attention=True)``), each a 0-dim tensor, a mean over the batch, for each attention kind in use:
+
+    * ``<kind>_max_weight``: the largest slice weight (1 = one image of the bag, 1/N = uniform);
+    * ``<kind>_gate_mean`` and ``<kind>_gate_std``: the gate's mean, and its spread over channels / positions;
+    * ``<kind>_context_positive``: the share of the gate's input that is positive.
+    """
+    values = {}
+    for kind in KINDS:
+        if f"{kind}_weights" not in attn:
+            continue
+        values[f"{kind}_max_weight"] = attn[f"{kind}_weights"].amax(dim=1).mean()
+        gate = attn[f"{kind}_gate"].float().flatten(1)
+        values[f"{kind}_gate_mean"] = gate.mean()
+        values[f"{kind}_gate_std"] = gate.std(dim=1).mean() if gate.shape[1] > 1 else gate.std()
+        values[f"{kind}_context_positive"] = (attn[f"{kind}_context"] > 0).float().mean()
+    return values
 
 
 class VAStatsHook(HookBase):
@@ -50,13 +74,8 @@ class VAStatsHook(HookBase):
         values = {}
         for name, m in self._modules.items():
             attn, m.last_attention, m.keep_attention = m.last_attention or {}, None, False
-            for kind in ("channel", "spatial"):
-                if f"{kind}_weights" in attn:
-                    values[f"va/{name}/{kind}_max_weight"] = attn[f"{kind}_weights"].amax(dim=1).mean()
-                    gate = attn[f"{kind}_gate"].float().flatten(1)
-                    values[f"va/{name}/{kind}_gate_mean"] = gate.mean()
-                    values[f"va/{name}/{kind}_gate_std"] = gate.std(dim=1).mean() if gate.shape[1] > 1 else gate.std()
-                    values[f"va/{name}/{kind}_context_positive"] = (attn[f"{kind}_context"] > 0).float().mean()
+            values.update({f"va/{name}/{key}": value for key, value in attention_statistics(attn).items()})
+            for kind in KINDS:
                 similarity = getattr(getattr(m, kind), "similarity", None)
                 if similarity is not None and similarity.mode == "cosine":
                     values[f"va/{name}/{kind}_temperature"] = similarity.temperature()

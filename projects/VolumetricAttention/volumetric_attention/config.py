@@ -25,26 +25,34 @@ def add_va_config(cfg):
     _C.MODEL.VA.LOCATION = "RPN"
     # One VA module shared by all FPN levels (True) or one per level (False).
     _C.MODEL.VA.SHARE_ACROSS_LEVELS = False
-    # Initial bias of each gate's last conv; sigmoid(3) = 0.95 keeps pretrained features nearly intact at init (0 = plain sigmoid gate, 0.5; see modeling/attention.py).
+    # Initial bias of each gate's last conv; sigmoid(3) = 0.95 keeps pretrained features nearly intact at init (0 =
+    # plain sigmoid gate, 0.5; see modeling/attention.py).
     _C.MODEL.VA.GATE_BIAS_INIT = 3.0
     # Std of each gate's last conv weights at init: small keeps every gate flat (near sigmoid(bias)) at first.
     _C.MODEL.VA.GATE_WEIGHT_STD = 1e-3
-    # Slice similarity of eq. 2/3, computed in float32 under any autocast: "dot" (the paper's; grows with H·W and saturates at 512-1024 px), "scaled" (dot / sqrt(dim); still grows with the map), "cosine" (cosine times a learned temperature; bounded, size-independent).
+    # Slice similarity of eq. 2/3, in float32 under any autocast: "dot" (the paper's), "scaled" (dot / sqrt(dim)) or
+    # "cosine" (times a learned temperature); why cosine is the default: modeling/slice_similarity.py.
     _C.MODEL.VA.SIMILARITY = "cosine"
     # The boolean SIMILARITY replaced: an old config that sets it gets a one-line KeyError saying what to write.
     _C.register_renamed_key("MODEL.VA.SCALED_DOT_PRODUCT", "MODEL.VA.SIMILARITY",
                             message='SCALED_DOT_PRODUCT True is SIMILARITY "scaled", False is "dot"')
-    # Backpropagate through the context images of the bag (True, the paper's); False runs them through the backbone without autograd (the target's image and the VA modules keep their gradients), saving their activation memory.
+    # Backpropagate through the context images of the bag (True, the paper's); False runs them through the backbone
+    # without autograd (the target's image and the VA modules keep their gradients), saving their activation memory.
     _C.MODEL.VA.CONTEXT_GRAD = True
-    # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated target, so that context features reach the heads (modeling/attention.py).
+    # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated
+    # target, so that context features reach the heads (modeling/attention.py).
     _C.MODEL.VA.CONTEXT_FEATURES = False
-    # The ReLU before each gate conv (eq. 2/3, the paper's). On the one-channel spatial context it can be zero everywhere from init on (a level whose spatial attention never trains); False feeds the gate conv the context itself.
+    # The ReLU before each gate conv (eq. 2/3, the paper's). On the one-channel spatial context it can be zero
+    # everywhere from init on (a level whose spatial attention never trains); False feeds the gate conv the context
+    # itself.
     _C.MODEL.VA.GATE_RELU = True
-    # Every this many training iterations, log VA statistics (largest slice weights, gate mean/spread, cosine temperature, gradient norm per VA module) to metrics.json; 0 = off.
+    # Every this many training iterations, log VA statistics (largest slice weights, gate mean/spread, cosine
+    # temperature, gradient norm per VA module) to metrics.json; 0 = off.
     _C.MODEL.VA.STATS_PERIOD = 20
 
     # ---------------------------------------------------------------- model: semantic FPN head
-    # Weight of the soft Dice term of MODEL.SEM_SEG_HEAD.NAME "DiceCESemSegFPNHead" (Dice + cross-entropy, nnU-Net's default loss; 1.0 as there).
+    # Weight of the soft Dice term of MODEL.SEM_SEG_HEAD.NAME "DiceCESemSegFPNHead" (Dice + cross-entropy, nnU-Net's
+    # default loss; 1.0 as there).
     _C.MODEL.SEM_SEG_HEAD.DICE_WEIGHT = 1.0
 
     # ---------------------------------------------------------------- input: CT preprocessing
@@ -55,13 +63,16 @@ def add_va_config(cfg):
     _C.INPUT.CT.SLICE_SPACING = 1.5
     # What the mapper returns for the target slice: any of "instances", "sem_seg".
     _C.INPUT.CT.TARGETS = ["instances"]
-    # DeepLesion: interpolated slices each key slice's bag can read on each side, at SLICE_SPACING (a bag of N needs 3*(N//2)+1; the source slices they need are stored once per series).
+    # DeepLesion: interpolated slices each key slice's bag can read on each side, at SLICE_SPACING (a bag of N needs
+    # 3*(N//2)+1; the source slices they need are stored once per series).
     _C.INPUT.CT.CONTEXT_SLICES = 7
 
     # ---------------------------------------------------------------- data loading
     # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.
     _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
-    # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so that their overlapping bags share backbone passes; 1 = independent sampling; SOLVER.IMS_PER_BATCH must be divisible by it.
+    # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so
+    # that their overlapping bags share backbone passes; 1 = independent sampling; SOLVER.IMS_PER_BATCH must be
+    # divisible by it.
     _C.DATALOADER.SHARED_BAG_TARGETS = 1
     # Share of sampled training targets (slice groups with SHARED_BAG_TARGETS) that hold a lesion, through
     # RepeatFactorTrainingSampler (nnU-Net oversamples foreground the same way); 0 = off, the natural share.
@@ -73,15 +84,19 @@ def add_va_config(cfg):
     _C.TEST.CT.SCORE_THRESH = 0.5
     # Keep only lesion voxels inside the predicted liver (the paper's logical AND of liver and lesion masks).
     _C.TEST.CT.LESION_IN_LIVER = True
-    # Connectivity of 3D lesion components in the LiTS lesion metrics and predicted lesion lists: 26 (faces, edges, corners) or 6 (faces).
+    # Connectivity of 3D lesion components in the LiTS lesion metrics and predicted lesion lists: 26 (faces, edges,
+    # corners) or 6 (faces).
     _C.TEST.CT.LESION_CONNECTIVITY = 26
     # Also run detectron2's COCOEvaluator (per-slice box/mask AP) beside the 3D metrics.
     _C.TEST.CT.SLICE_AP = False
-    # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties later-first) or "continuous" (detectron2 boxes, ties earlier-first).
+    # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties
+    # later-first) or "continuous" (detectron2 boxes, ties earlier-first).
     _C.TEST.CT.FROC_CONVENTION = "official"
-    # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False: detectron2's per-slice inference_on_dataset.
+    # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False:
+    # detectron2's per-slice inference_on_dataset.
     _C.TEST.CT.CASE_LEVEL = True
-    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN level.
+    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN
+    # level.
     _C.TEST.CT.CASE_BATCH_SIZE = 1
 
 

@@ -1,9 +1,13 @@
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# tests/_tiny.py, the CPU-sized config overrides every folder's tests share, is imported by name
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, os.cpu_count() or 1))

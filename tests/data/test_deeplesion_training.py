@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import _deeplesion_fakes as fakes
+import _tiny
 import pytest
 import torch
 
@@ -28,11 +29,9 @@ def test_cpu_config_prepares_trains_and_scores_froc(config, tmp_path, monkeypatc
     assert tool.main(["--config-file", str(CONFIGS / config)]) == 0
 
     out = tmp_path / "output"
-    cfg = get_va_cfg(str(CONFIGS / config), [
-        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
-        "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1",
-        "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS",
-        "0", "OUTPUT_DIR", str(out)])
+    cfg = get_va_cfg(str(CONFIGS / config), _tiny.INPUT + _tiny.TRAIN + [
+        "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()", "SOLVER.CHECKPOINT_PERIOD", "100",
+        "OUTPUT_DIR", str(out)])
     assert cfg.DATASETS.TEST == ("deeplesion_test",) and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
     torch.manual_seed(0)
     trainer = VATrainer(cfg)

@@ -2,36 +2,11 @@
 import pytest
 import torch
 
-# Small R18 + GN (detectron2's from-scratch recipe) and small heads.
-TINY_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.WEIGHTS", "",
-    "MODEL.BACKBONE.FREEZE_AT", 0,
-    "MODEL.RESNETS.DEPTH", 18,
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.STEM_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.NORM", "GN",
-    "MODEL.FPN.NORM", "GN",
-    "MODEL.FPN.OUT_CHANNELS", 32,
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", 200,
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", 50,
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", 200,
-    "MODEL.RPN.POST_NMS_TOPK_TEST", 50,
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32,
-    "MODEL.ROI_BOX_HEAD.CONV_DIM", 32,
-    "MODEL.ROI_BOX_HEAD.FC_DIM", 64,
-    "MODEL.ROI_MASK_HEAD.CONV_DIM", 32,
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", 32,
-    "MODEL.VA.REDUCTION", 4,
-    "MODEL.VA.SPATIAL_KERNEL", 3,
-]
-# Deformable convs need bottleneck blocks: a narrow R50 instead of R18.
-TINY_DEFORM_OPTS = TINY_OPTS + [
-    "MODEL.RESNETS.DEPTH", 50,
-    "MODEL.RESNETS.STEM_OUT_CHANNELS", 32,
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
-    "MODEL.RESNETS.WIDTH_PER_GROUP", 32,
-]
+import _tiny
+
+# Small R18 + GN (detectron2's from-scratch recipe) and small heads; the deformable variant is a narrow R-50.
+TINY_OPTS = _tiny.FROM_SCRATCH_R18 + _tiny.MODEL
+TINY_DEFORM_OPTS = _tiny.FROM_SCRATCH_DEFORM_R50 + _tiny.MODEL
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _tiny
+
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "projects" / "VolumetricAttention"
 TRAIN_NET = PROJECT / "train_net.py"
@@ -12,15 +14,9 @@ VA_CONFIG = PROJECT / "configs" / "Phantom" / "mask_rcnn_R_18_FPN_GN_va_bag3.yam
 BASELINE_CONFIG = PROJECT / "configs" / "Phantom" / "mask_rcnn_R_18_FPN_GN_baseline.yaml"
 SLICE_SPACING = "2.0"
 
-# CPU-sized: 64 px slices, 32 FPN channels, small RPN/ROI samples, no evaluation during or after training
-TINY = [
-    "MODEL.FPN.OUT_CHANNELS", "32", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64",
-    "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64", "INPUT.CT.SLICE_SPACING", SLICE_SPACING,
-    "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "32", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "100", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "100", "MODEL.RPN.POST_NMS_TOPK_TEST", "50", "TEST.DETECTIONS_PER_IMAGE", "10",
-    "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0",
-]
+# CPU-sized: 64 px slices, a narrow model, no loader workers and no evaluation during training (after it, as
+# configured); values go through str() onto the command line
+TINY = _tiny.MODEL + _tiny.INPUT + _tiny.TRAIN + ["INPUT.CT.SLICE_SPACING", SLICE_SPACING]
 NO_TEST = ["DATASETS.TEST", "()"]
 
 

@@ -1,4 +1,5 @@
-"""Case-level evaluation (whole cases through the feature cache) against detectron2's per-slice path."""
+"""Case-level evaluation (whole cases through the feature cache) against detectron2's per-slice path: features, scores
+or logits, and metrics, with a shifted bag as the negative control."""
 import csv
 import json
 import logging
@@ -8,13 +9,17 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from detectron2.data import transforms as T
 from detectron2.engine import launch
+from detectron2.evaluation import inference_context
 
 import _case_level_worker as w
+from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
+                         assert_same_outputs, recorded_backbone_outputs, run_case)
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.engine import VACheckpointer, VATrainer
 from volumetric_attention.engine import trainer as trainer_module
-from volumetric_attention.evaluation import split_cases
+from volumetric_attention.evaluation import LiTSEvaluator, split_cases
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -46,6 +51,8 @@ def _random_model(config, folder):
 
 
 def _test(cfg, model, case_level, output_dir):
+    """``VATrainer.test`` on one path. Returns the results, the per-case CSV rows and, per ``(case_id, slice_index)``,
+    the backbone's output and the model's output that the LiTS evaluator was handed."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.TEST.CT.CASE_LEVEL = case_level
@@ -57,12 +64,23 @@ def _test(cfg, model, case_level, output_dir):
         calls.append(1)
         return per_slice(*args, **kwargs)
 
-    with mock.patch.object(trainer_module, "inference_on_dataset", spy):
+    seen = {}
+    process = LiTSEvaluator.process
+
+    def recording_process(self, inputs, outputs):
+        # both paths hand the evaluator each batch right after the model ran on it
+        for inp, features, out in zip(inputs, features_of_calls[-len(inputs):], outputs):
+            seen[(str(inp["case_id"]), int(inp["slice_index"]))] = (features, out)
+        return process(self, inputs, outputs)
+
+    with mock.patch.object(trainer_module, "inference_on_dataset", spy), \
+            mock.patch.object(LiTSEvaluator, "process", recording_process), \
+            recorded_backbone_outputs(model) as features_of_calls:
         results = VATrainer.test(cfg, model)
     assert bool(calls) != case_level, "the configured path was not the one taken"
     with open(output_dir / "inference" / w.DATASET / "lits_per_case.csv") as f:
         rows = list(csv.DictReader(f))
-    return results, rows
+    return results, rows, seen
 
 
 @pytest.mark.slow
@@ -75,8 +93,13 @@ def test_case_level_equals_per_slice(phantom_root, tmp_path, caplog, config):
     # so with them both paths must agree exactly.
     with torch.backends.mkldnn.flags(enabled=False):
         with caplog.at_level(logging.INFO, logger="volumetric_attention.evaluation.case_inference"):
-            case_results, case_rows = _test(cfg, model, True, tmp_path / "case")
-        slice_results, slice_rows = _test(cfg, model, False, tmp_path / "slice")
+            case_results, case_rows, case_seen = _test(cfg, model, True, tmp_path / "case")
+        slice_results, slice_rows, slice_seen = _test(cfg, model, False, tmp_path / "slice")
+    # what the heads read and what they output, slice by slice (the gates vary with the bag: _tiny.VARYING_GATES)
+    assert sorted(case_seen) == sorted(slice_seen)
+    keys = sorted(slice_seen)
+    assert_same_features([case_seen[k][0] for k in keys], [slice_seen[k][0] for k in keys])
+    assert_same_outputs([case_seen[k][1] for k in keys], [slice_seen[k][1] for k in keys])
     assert len(case_rows) == 3
     assert case_rows == slice_rows  # every per-case metric, as written
     assert case_results == slice_results
@@ -89,12 +112,21 @@ def test_case_level_equals_per_slice(phantom_root, tmp_path, caplog, config):
     assert no_liver, "the phantoms should have slices outside the liver"
     progress = [r.getMessage() for r in caplog.records if "Case-level inference:" in r.getMessage()]
     assert progress and "3/3 cases" in progress[-1] and "(100%)" in progress[-1] and "ETA=0:00:00" in progress[-1]
+    # negative control: one case with context images one slice off differs from the per-slice path
+    case_id = case_rows[0]["case_id"]
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    loop = ShiftedContextLoop(model, cfg.MODEL.VA.BAG_SIZE, [resize], use_feature_cache=False)
+    with torch.backends.mkldnn.flags(enabled=False), inference_context(model):
+        shifted = run_case(loop, load_case(str(cache / case_id)).image)
+    reference = [slice_seen[(case_id, z)] for z in sorted(shifted)]
+    assert_all_features_differ([shifted[z][0] for z in sorted(shifted)], [f for f, _ in reference])
+    assert_outputs_differ([shifted[z][1] for z in sorted(shifted)], [o for _, o in reference])
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one(phantom_root, tmp_path):
     cfg, model, weights = _random_model(w.MASK_RCNN_VA, tmp_path)
-    single_results, single_rows = _test(cfg, model, True, tmp_path / "single")
+    single_results, single_rows, _ = _test(cfg, model, True, tmp_path / "single")
     result_path = str(tmp_path / "dist.json")
     launch(w.run_case_level_test, 2, dist_url="auto",
            args=(w.MASK_RCNN_VA, weights, str(tmp_path / "dist"), result_path))

@@ -7,6 +7,8 @@ import SimpleITK as sitk
 import torch
 from detectron2.modeling import build_model
 
+import _tiny
+
 from volumetric_attention import get_va_cfg
 from volumetric_attention.data.phantoms import make_phantom
 from volumetric_attention.engine import VACheckpointer
@@ -14,10 +16,10 @@ from volumetric_attention.engine import VACheckpointer
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VolumetricAttention", "configs")
 PHANTOM_VA = os.path.join(CONFIG_DIR, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
 PHANTOM_SEMSEG_VA = os.path.join(CONFIG_DIR, "Phantom", "semantic_R_18_FPN_GN_va_bag3.yaml")
-TINY = [
-    "MODEL.FPN.OUT_CHANNELS", 32, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64,
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.CT.SCORE_THRESH", 0.0, "TEST.DETECTIONS_PER_IMAGE", 10,
-    "MODEL.RPN.POST_NMS_TOPK_TEST", 50, "INPUT.CT.SLICE_SPACING", 2.0,
+# CPU-sized; score thresholds 0 so that a random model paints liver and lesion everywhere; gates that depend on the
+# bag; the test volumes' spacing
+TINY = _tiny.MODEL + _tiny.INPUT + _tiny.KEEP_EVERY_DETECTION + _tiny.VARYING_GATES + [
+    "INPUT.CT.SLICE_SPACING", 2.0,
 ]
 
 

@@ -1,9 +1,13 @@
-"""The shared loop over a case: every target once, the cache's memory bound, and cached = naive outputs."""
+"""The shared loop over a case: every target once, the cache's memory bound, and cached = naive outputs (features,
+scores, boxes, labels), with a shifted bag as the negative control."""
 import numpy as np
 import pytest
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
+
+from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
+                         assert_same_outputs, run_case)
 
 from volumetric_attention.data.bag import bag_slice_indices
 from volumetric_attention.inference.case_loop import CaseLoop, target_batches
@@ -38,19 +42,31 @@ def test_cache_holds_at_most_n_plus_b_minus_1_images_and_matches_naive(volume, b
     resize = [T.ResizeShortestEdge([64, 64], 64)]
     cached = CaseLoop(model, bag_size, resize, batch_size=batch_size)
     naive = CaseLoop(model, bag_size, resize, batch_size=batch_size, use_feature_cache=False)
-    labels = {}
-    for name, loop in (("cached", cached), ("naive", naive)):
-        out = np.zeros(volume.shape, np.uint8)
-        seen = []
-        for targets, outputs in loop.run(volume):
-            seen += targets
-            for z, o in zip(targets, outputs):
-                assert o["instances"].image_size == volume.shape[1:]
-                out[z] = output_to_label_slice(o, 0.0, True, *volume.shape[1:])
-        assert sorted(seen) == list(range(len(volume)))
-        labels[name] = out
+    shifted = ShiftedContextLoop(model, bag_size, resize, batch_size=batch_size, use_feature_cache=False)
+    results = {name: run_case(loop, volume) for name, loop in
+               (("cached", cached), ("naive", naive), ("shifted", shifted))}
+    for name in ("cached", "naive"):
+        assert sorted(results[name]) == list(range(len(volume)))
+        for _, o in results[name].values():
+            assert o["instances"].image_size == volume.shape[1:]
+
+    def features(name):
+        return [results[name][z][0] for z in range(len(volume))]
+
+    def outputs(name):
+        return [results[name][z][1] for z in range(len(volume))]
+
+    # what the heads read, their scores and boxes, and the label maps agree
+    assert_same_features(features("cached"), features("naive"))
+    assert_same_outputs(outputs("cached"), outputs("naive"))
+    labels = {name: np.stack([output_to_label_slice(results[name][z][1], 0.0, True, *volume.shape[1:])
+                              for z in range(len(volume))]) for name in ("cached", "naive")}
     np.testing.assert_array_equal(labels["cached"], labels["naive"])
     assert labels["cached"].any()
+    # negative control: the same comparison sees context images one slice off
+    assert_all_features_differ(features("shifted"), features("naive"))
+    assert_outputs_differ(outputs("shifted"), outputs("naive"))
+
     assert cached.peak_cached_images <= bag_size + batch_size - 1
     if batch_size == 1:  # exactly one bag's distinct images (fewer than N where a bag is clamped at an end)
         assert cached.peak_cached_images == max(

@@ -10,10 +10,15 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import Visualizer
 
+from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
+                         assert_same_outputs, recorded_backbone_outputs, recorded_model_outputs)
+
 from volumetric_attention.data.bag import make_bag_array
 from volumetric_attention.data.preprocessing import preprocess_volume
 from volumetric_attention.data.volume_io import read_volume
 from volumetric_attention.inference import VolumePredictor
+from volumetric_attention.inference import volume_predictor as volume_predictor_module
+from volumetric_attention.inference.case_loop import target_batches
 from volumetric_attention.inference.slice_labels import output_to_label_slice
 
 from .conftest import PHANTOM_SEMSEG_VA, TINY, oblique_nifti, tiny_cfg
@@ -28,22 +33,38 @@ def ct_path(tmp_path_factory):
     return path
 
 
-def test_cached_and_naive_predictions_are_equal(tiny_model_files, ct_path):
+def _predict(predictor, ct_path):
+    """(prediction, the backbone's and the model's outputs per target, in the loop's order) of one volume."""
+    with recorded_backbone_outputs(predictor.model) as features, recorded_model_outputs(predictor.model) as outputs:
+        prediction = predictor(ct_path)
+    return prediction, features, outputs
+
+
+def test_cached_and_naive_predictions_are_equal(tiny_model_files, ct_path, monkeypatch):
     config, weights = tiny_model_files
     cfg = tiny_cfg(config, weights)
-    cached = VolumePredictor(cfg, progress=False)(ct_path)
-    naive = VolumePredictor(cfg, use_feature_cache=False, progress=False)(ct_path)
+    cached, cached_features, cached_outputs = _predict(VolumePredictor(cfg, progress=False), ct_path)
+    naive, naive_features, naive_outputs = _predict(
+        VolumePredictor(cfg, use_feature_cache=False, progress=False), ct_path)
     assert (cached.labels > 0).any(), "a random model with score threshold 0 should paint something"
+    assert_same_features(cached_features, naive_features)
+    assert_same_outputs(cached_outputs, naive_outputs)  # every slice's instance scores and boxes
+    np.testing.assert_allclose(cached.lesion_score, naive.lesion_score, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(cached.labels, naive.labels)
-    np.testing.assert_allclose(cached.lesion_score, naive.lesion_score, atol=1e-5)
     # 14 slices of 2.5 mm resampled to 2 mm -> 17 cache slices; bag of 3 images 3 slices apart
     num_slices = 17
     assert naive.backbone_images == num_slices * 3
     # one extra image clamped at each end, and each of those once more where a pass over z mod 3 ends at it again
     assert cached.backbone_images == num_slices + 2 + 2
+    # negative control: with context images one slice off, the same comparisons see the difference
+    monkeypatch.setattr(volume_predictor_module, "CaseLoop", ShiftedContextLoop)
+    _, shifted_features, shifted_outputs = _predict(
+        VolumePredictor(cfg, use_feature_cache=False, progress=False), ct_path)
+    assert_all_features_differ(shifted_features, naive_features)
+    assert_outputs_differ(shifted_outputs, naive_outputs)
 
 
-def test_semantic_fpn_cache_matches_naive(ct_path, tmp_path):
+def test_semantic_fpn_cache_matches_naive(ct_path, tmp_path, monkeypatch):
     from detectron2.modeling import build_model
 
     from volumetric_attention.engine import VACheckpointer
@@ -52,10 +73,21 @@ def test_semantic_fpn_cache_matches_naive(ct_path, tmp_path):
     cfg = tiny_cfg(PHANTOM_SEMSEG_VA)
     VACheckpointer(build_model(cfg), str(tmp_path)).save("semseg")
     cfg = tiny_cfg(PHANTOM_SEMSEG_VA, str(tmp_path / "semseg.pth"))
-    cached = VolumePredictor(cfg, progress=False)(ct_path)
-    naive = VolumePredictor(cfg, use_feature_cache=False, progress=False)(ct_path)
+    cached, cached_features, cached_outputs = _predict(VolumePredictor(cfg, progress=False), ct_path)
+    naive, naive_features, naive_outputs = _predict(
+        VolumePredictor(cfg, use_feature_cache=False, progress=False), ct_path)
+    assert_same_features(cached_features, naive_features)
+    assert_same_outputs(cached_outputs, naive_outputs)  # every slice's logits
+    # the lesion score is the lesion class's softmax probability: the logits agree, not just their argmax
+    np.testing.assert_allclose(cached.lesion_score, naive.lesion_score, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(cached.labels, naive.labels)
     assert cached.backbone_images < naive.backbone_images
+    monkeypatch.setattr(volume_predictor_module, "CaseLoop", ShiftedContextLoop)
+    shifted, shifted_features, shifted_outputs = _predict(
+        VolumePredictor(cfg, use_feature_cache=False, progress=False), ct_path)
+    assert_all_features_differ(shifted_features, naive_features)
+    assert_outputs_differ(shifted_outputs, naive_outputs)
+    assert np.abs(shifted.lesion_score - naive.lesion_score).max() > 1e-3
 
 
 def test_predict_cli_writes_labels_on_the_input_grid(tiny_model_files, ct_path, tmp_path):
@@ -113,13 +145,19 @@ def test_default_predictor_on_a_bag_matches_volume_predictor(tiny_model_files, c
     z = 5
     bag = make_bag_array(image, z, cfg.MODEL.VA.BAG_SIZE)
     assert bag.shape == image.shape[1:] + (9,)
-    outputs = DefaultPredictor(cfg)(bag)
+    default = DefaultPredictor(cfg)
+    with recorded_backbone_outputs(default.model) as default_features:
+        outputs = default(bag)
     instances = outputs["instances"]
     assert instances.image_size == image.shape[1:]
     label = output_to_label_slice(outputs, cfg.TEST.CT.SCORE_THRESH, cfg.TEST.CT.LESION_IN_LIVER)
-    # the volume predictor's slice z (before resampling back) comes from the same model on the same bag
+    # the volume predictor's slice z (before resampling back) comes from the same model on the same bag: the same
+    # features (the loop visits the targets in the order of target_batches), and so the same labels
     predictor = VolumePredictor(cfg, progress=False)
-    cache_labels = predictor.predict_cache_grid(image)[0]
+    with recorded_backbone_outputs(predictor.model) as cache_features:
+        cache_labels = predictor.predict_cache_grid(image)[0]
+    order = [t for batch in target_batches(range(len(image)), predictor.batch_size) for t in batch]
+    assert_same_features(default_features, [cache_features[order.index(z)]])
     np.testing.assert_array_equal(label, cache_labels[z])
     # detectron2's Visualizer draws on the target's own 3 slices (the middle group of the bag)
     target = bag[:, :, 3:6].clip(0, 255).astype(np.uint8)

@@ -1,4 +1,5 @@
-"""VA-FPN backbone: same outputs as detectron2's FPN, two-stage API, input checks."""
+"""VA-FPN backbone: same outputs as detectron2's FPN, detectron2's FPN per image followed by VA, input checks."""
+import _tiny
 import pytest
 import torch
 from detectron2.layers import ShapeSpec
@@ -52,18 +53,31 @@ def test_outputs_match_detectron2_fpn(name, n, cfg_for):
             assert torch.equal(va(x)[k], ref[k]), k
 
 
-def test_forward_equals_attend_of_extract_features(cfg_for):
-    cfg = cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.BAG_SIZE", 3)
-    bb = build_backbone(cfg)
-    x = torch.randn(2, 9, 64, 64)
+@pytest.mark.parametrize("training", [True, False])
+def test_forward_is_detectron2_fpn_per_image_then_volumetric_attention(cfg_for, training):
+    """VA-FPN against a reference built apart from it: detectron2's own FPN on each 2.5D image of the bag, and one
+    separately constructed VolumetricAttention per level on the target (image N // 2) and its bag."""
+    n, levels = 3, ("p2", "p3", "p4", "p5", "p6")
+    cfg = cfg_for("build_va_resnet_fpn_backbone", "MODEL.VA.BAG_SIZE", n, *_tiny.VARYING_GATES)
+    bb = build_backbone(cfg).train(training)
+    plain = build_resnet_fpn_backbone(cfg, ShapeSpec(channels=3)).train(training)
+    plain.load_state_dict({k: v for k, v in bb.state_dict().items() if not k.startswith("va.")})
+    reference_va = {}
+    for f in levels:
+        # the tiny config's VA, spelled out rather than read from the config
+        reference_va[f] = VolumetricAttention(32, reduction=4, kernel_size=3, similarity="cosine").train(training)
+        reference_va[f].load_state_dict(bb.va[f].state_dict())
+
+    x = torch.randn(2, 3 * n, 64, 96)
+    per_image = [plain(x[:, 3 * k : 3 * k + 3]) for k in range(n)]
     out = bb(x)
-    feats = bb.extract_features(x.reshape(6, 3, 64, 64))
-    again = bb.attend({k: v.reshape(2, 3, *v.shape[1:]) for k, v in feats.items()})
-    assert list(out) == list(again)
-    for k in out:
-        assert torch.equal(out[k], again[k]), k
-    # VA did act: the output is not the target's (image N // 2) raw features.
-    assert not torch.equal(out["p3"], feats["p3"].reshape(2, 3, *feats["p3"].shape[1:])[:, 1])
+    assert list(out) == list(per_image[0])
+    for f in levels:
+        bag = torch.stack([features[f] for features in per_image], dim=1)  # [B, N, C, h, w]
+        expected = reference_va[f](bag[:, n // 2], bag)
+        torch.testing.assert_close(out[f], expected, rtol=1e-4, atol=1e-5)
+        # the gates vary with the bag (_tiny.VARYING_GATES): VA changed the target's features
+        assert (out[f] - bag[:, n // 2]).abs().max() > 1e-2, f
 
 
 def test_baseline_backbone_is_detectron2_fpn(cfg_for):

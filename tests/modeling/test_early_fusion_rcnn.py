@@ -45,8 +45,9 @@ def test_trains_a_step_on_a_prepared_synthetic_deeplesion(tiny_cfg, tmp_path, mo
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     source = tmp_path / "DeepLesion"
     write_deeplesion_phantoms(source, num_series=3, seed=1, size=64, slices=16, slice_interval=2.0, noisy_share=0.0)
-    result = prepare_deeplesion(source, tmp_path / "cache" / "deeplesion", (-1024.0, 3071.0), 2.0, 4,
-                                stream=io.StringIO())
+    ct = tiny_cfg(EARLY_FUSION).INPUT.CT  # prepared as the config expects
+    result = prepare_deeplesion(source, tmp_path / "cache" / "deeplesion", ct.HU_WINDOW, ct.SLICE_SPACING,
+                                ct.CONTEXT_SLICES, stream=io.StringIO())
     assert result.ok and result.done
     cfg = tiny_cfg(EARLY_FUSION, [
         "DATASETS.TRAIN", "('deeplesion_train',)", "DATASETS.TEST", "()",

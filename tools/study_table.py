@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Summarise training runs over seeds: one Markdown row per model, mean ± std over its runs (seeds).
 
-    tools/study_table.py LABEL=RUN_DIR[,RUN_DIR...] [LABEL=...] [--dataset phantom_val] [--json OUT.json]
+    tools/study_table.py LABEL=RUN_DIR[,RUN_DIR...] [LABEL=...] [--kind lits|deeplesion] [--dataset NAME] \
+        [--json OUT.json]
 
-Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its LiTS evaluation ``inference/<dataset>/lits_summary.json`` gives
-the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. Lesion figures
-are in percent, as the evaluator writes them; FP lesions are per case. ``--json`` also writes every run's values
-(atomically).
+Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its evaluation ``inference/<dataset>/<kind>_summary.json`` gives
+the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. ``--kind lits``
+(default; dataset phantom_val): the LiTS evaluator's 3D metrics, lesion figures in percent, FP lesions per case.
+``--kind deeplesion`` (dataset deeplesion_test): the FROC evaluator's sensitivity at 0.5, 1, 2 and 4 FPs per image
+and their mean, AP50, and the mean sensitivity per lesion size (long diameter), all in percent. ``--json`` also
+writes every run's values (atomically).
 """
 import argparse
 import os
@@ -17,7 +20,7 @@ from volumetric_attention.engine.run_metrics import read_metrics, seconds_per_it
 from volumetric_attention.utils.cli import setup_cli
 
 # (column title, key of the LiTS evaluator's summary; percent except FP lesions per case)
-COLUMNS = [
+LITS_COLUMNS = [
     ("tumour Dice per case", "tumour_dice_per_case"),
     ("Dice global", "tumour_dice_global"),
     ("FP lesions per case", "fp_lesions_per_case"),
@@ -30,17 +33,35 @@ COLUMNS = [
     ("lesion Dice l", "lesion_dice_large"),
     ("liver Dice per case", "liver_dice_per_case"),
 ]
+# (column title, key of the DeepLesion FROC evaluator's summary, evaluation/deeplesion_evaluator.py; percent)
+DEEPLESION_COLUMNS = [
+    ("sens@0.5", "sens@0.5"),
+    ("sens@1", "sens@1"),
+    ("sens@2", "sens@2"),
+    ("sens@4", "sens@4"),
+    ("mean sens", "sens_avg"),
+    ("AP50", "AP50"),
+    ("sens <10 mm", "sens_avg/<10mm"),
+    ("sens 10-30 mm", "sens_avg/10to30mm"),
+    ("sens >30 mm", "sens_avg/>30mm"),
+]
+# --kind: (summary file, columns, default --dataset)
+KINDS = {
+    "lits": ("lits_summary.json", LITS_COLUMNS, "phantom_val"),
+    "deeplesion": ("deeplesion_summary.json", DEEPLESION_COLUMNS, "deeplesion_test"),
+}
 
 
-def read_run(run_dir, dataset):
+def read_run(run_dir, dataset, kind="lits"):
     """The run's values by summary key (as the evaluator wrote them) plus ``s_per_iter``."""
     from volumetric_attention.evaluation import load_results
 
-    path = os.path.join(run_dir, "inference", dataset, "lits_summary.json")
+    summary, columns, _ = KINDS[kind]
+    path = os.path.join(run_dir, "inference", dataset, summary)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no LiTS evaluation in this run (did it finish?)")
+        raise FileNotFoundError(f"{path}: no {kind} evaluation in this run (did it finish?)")
     metrics = load_results(path)["metrics"]
-    values = {key: None if metrics.get(key) is None else float(metrics[key]) for _, key in COLUMNS}
+    values = {key: None if metrics.get(key) is None else float(metrics[key]) for _, key in columns}
     try:
         values["s_per_iter"] = seconds_per_iteration(read_metrics(run_dir))
     except FileNotFoundError:
@@ -58,13 +79,13 @@ def _cell(values, digits):
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def markdown(rows):
-    """rows: [(label, [run values, ...])] -> Markdown table (mean ± sample std over runs)."""
-    head = ["model", "runs"] + [title for title, _ in COLUMNS] + ["s / iteration"]
+def markdown(rows, columns=LITS_COLUMNS):
+    """rows: [(label, [run values, ...])] -> Markdown table (mean ± sample std over runs) of ``columns``."""
+    head = ["model", "runs"] + [title for title, _ in columns] + ["s / iteration"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, runs in rows:
         cells = [label, str(len(runs))]
-        for _, key in COLUMNS:
+        for _, key in columns:
             cells.append(_cell([r[key] for r in runs], 2 if key == "fp_lesions_per_case" else 1))
         cells.append(_cell([r["s_per_iter"] for r in runs], 2))
         lines.append("| " + " | ".join(cells) + " |")
@@ -74,10 +95,15 @@ def markdown(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", metavar="LABEL=RUN_DIR[,RUN_DIR...]")
-    parser.add_argument("--dataset", default="phantom_val", help="evaluated dataset name (default phantom_val)")
+    parser.add_argument("--kind", default="lits", choices=sorted(KINDS),
+                        help="evaluation summary to read: lits (3D Dice, lesions) or deeplesion (FROC)")
+    parser.add_argument("--dataset", help="evaluated dataset name (default: phantom_val for lits, deeplesion_test "
+                                          "for deeplesion)")
     parser.add_argument("--json", help="also write every run's values to this JSON file")
     args = parser.parse_args(argv)
     setup_cli(log_threads=False)
+    _, columns, default_dataset = KINDS[args.kind]
+    dataset = args.dataset or default_dataset
 
     rows, failures, per_run = [], [], {}
     for spec in args.models:
@@ -87,7 +113,7 @@ def main(argv=None):
         runs = []
         for run_dir in dirs.split(","):
             try:
-                values = read_run(run_dir, args.dataset)
+                values = read_run(run_dir, dataset, args.kind)
             except (OSError, ValueError) as e:
                 failures.append(str(e))
                 continue
@@ -95,7 +121,7 @@ def main(argv=None):
             per_run[run_dir] = dict(values, label=label)
         if runs:
             rows.append((label, runs))
-    print(markdown(rows))
+    print(markdown(rows, columns))
     if args.json:
         from volumetric_attention.evaluation.results_io import write_json
 

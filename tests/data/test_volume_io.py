@@ -31,9 +31,14 @@ def test_geometry_round_trip(tmp_path, ext):
     sitk.WriteImage(_image(labels, direction=ODD_DIRECTION), src)
 
     canonical, geometry = read_volume(src)
-    # canonical: slices along axis 0 are the axial (physical z) direction
-    assert canonical.shape[0] == 6
+    # re-oriented to LPS: the stored image's x axis runs along -y (P), its y axis along +x (L), its z axis along -z
+    # (S). The canonical (z, y, x) array therefore has the stored axes (z, x, y), z and the stored x flipped; its
+    # direction is the identity and its spacing (x, y, z) is the stored (y, x, z) spacing
     assert geometry.canonical_orientation == "LPS"
+    assert canonical.shape == (6, 11, 9)
+    assert geometry.canonical_direction == pytest.approx((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    assert geometry.canonical_spacing == pytest.approx((0.7, 0.8, 2.5))
+    np.testing.assert_array_equal(canonical, labels[::-1, :, ::-1].transpose(0, 2, 1))
     # independently: canonical voxel (k,j,i) sits at a physical point; the stored image has the same value there
     ref = sitk.ReadImage(src)
     can_img = sitk.GetImageFromArray(canonical)

@@ -2,6 +2,7 @@
 
 Predictions are filled, the ground truth is outlined (dark red liver, dark green lesion), so both fit on one slice.
 Outlines are drawn from the mask's contours, holes included (a vessel inside the liver, a ring-shaped lesion).
+Detection boxes (DeepLesion): the ground truth green, predictions red with their scores.
 """
 import os
 
@@ -14,6 +15,7 @@ from .slice_labels import LESION, LIVER
 
 LIVER_COLOR, LESION_COLOR = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
 GT_LIVER_EDGE, GT_LESION_EDGE = (0.55, 0.0, 0.0), (0.0, 0.45, 0.0)
+GT_BOX_COLOR, PRED_BOX_COLOR = (0.0, 1.0, 0.0), (1.0, 0.15, 0.15)
 
 
 def grayscale_rgb(hu_slice, hu_window=(-200.0, 300.0)):
@@ -71,6 +73,65 @@ def draw_slice_overlay(hu_slice, prediction=None, ground_truth=None, hu_window=(
     return vis.output.get_image()
 
 
+def draw_detection_overlay(image, pred_boxes=(), scores=(), gt_boxes=(), scale=2.0):
+    """Boxes on one slice: the ground truth in green, predictions in red with their scores at the top left corner.
+
+    Args:
+        image: (H, W) gray or (H, W, 3) RGB uint8.
+        pred_boxes: (K, 4) predicted boxes, XYXY_ABS in ``image``'s pixels; scores: (K,) their scores.
+        gt_boxes: (M, 4) ground-truth boxes, XYXY_ABS.
+        scale: output pixels per input pixel.
+    Returns:
+        (H·scale, W·scale, 3) uint8 RGB image.
+    """
+    image = np.asarray(image, np.uint8)
+    vis = Visualizer(np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image, metadata=None,
+                     scale=scale)
+    for box in np.asarray(gt_boxes, np.float64).reshape(-1, 4):
+        vis.draw_box(box, alpha=1.0, edge_color=GT_BOX_COLOR)
+    for box, score in zip(np.asarray(pred_boxes, np.float64).reshape(-1, 4), np.asarray(scores).reshape(-1)):
+        vis.draw_box(box, alpha=1.0, edge_color=PRED_BOX_COLOR)
+        vis.draw_text(f"{float(score):.2f}", (box[0], box[1]), color=PRED_BOX_COLOR, horizontal_alignment="left")
+    return vis.output.get_image()
+
+
+def write_png(path, image):
+    """Write an (H, W, 3) uint8 RGB image as a PNG, atomically; returns ``path``."""
+    from ..utils.atomic_io import atomic_open
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    with atomic_open(path, "wb") as (f, _):
+        f.write(encoded.tobytes())
+    return path
+
+
+def write_montage(path, images, titles, suptitle):
+    """Images (RGB) on a grid of up to 3 columns with a title each, written as one PNG (atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..utils.atomic_io import atomic_open
+
+    cols = min(3, len(images))
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, title, image in zip(axes.ravel(), titles, images):
+        ax.imshow(image)
+        ax.set_title(title)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as (f, _):
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def slices_that_matter(prediction=None, ground_truth=None, count=6):
     """The ``count`` axial slices most worth looking at, in z order, spread over the case.
 
@@ -121,13 +182,7 @@ def read_label_volume(path, shape_zyx):
 def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=None, count=6,
                 hu_window=(-200.0, 300.0), scale=2.0):
     """Write one PNG per slice and a montage PNG for a case. Returns the written paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ..data.volume_io import case_name, read_volume
-    from ..utils.atomic_io import atomic_open
 
     hu, _ = read_volume(volume)
     pred = read_label_volume(prediction, hu.shape) if prediction else None
@@ -145,24 +200,10 @@ def render_case(volume, output_dir, prediction=None, ground_truth=None, slices=N
                                    hu_window, scale)
         images.append(image)
         path = os.path.join(output_dir, f"{name}_z{z:03d}.png")
-        ok, encoded = cv2.imencode(".png", image[:, :, ::-1])
-        with atomic_open(path, "wb") as (f, _):
-            f.write(encoded.tobytes())
+        write_png(path, image)
         written.append(path)
-    cols = min(3, len(images))
-    rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, z, image in zip(axes.ravel(), slices, images):
-        ax.imshow(image)
-        ax.set_title(f"z = {z}")
     legend = "filled: prediction" if pred is not None else ""
     legend += (" | " if legend else "") + ("outline: ground truth" if gt is not None else "")
-    fig.suptitle(f"{name}   liver red, lesion green   ({legend})")
-    fig.tight_layout()
-    montage = os.path.join(output_dir, f"{name}_montage.png")
-    with atomic_open(montage, "wb") as (f, _):
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    montage = write_montage(os.path.join(output_dir, f"{name}_montage.png"), images, [f"z = {z}" for z in slices],
+                            f"{name}   liver red, lesion green   ({legend})")
     return written + [montage]

@@ -9,6 +9,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import volumetric_attention
+from volumetric_attention.modeling import VolumetricAttention
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs")
 CONFIGS = sorted(
@@ -36,13 +37,45 @@ def test_configs_are_found():
     assert len(CONFIGS) >= 20 and "Base-VA-RCNN-FPN.yaml" in CONFIGS
 
 
+def _exempt_from_gradient(model):
+    """Names of VA parameters whose zero gradient the forward pass just run explains; every other parameter must get
+    a non-zero one.
+
+    * A gate whose context was <= 0 everywhere while its ReLU is on passes nothing to its gate conv: only the gate
+      conv's bias learns (the dead gate of modeling/attention.py's docstring).
+    * The cosine temperature learns nothing from slice weights that are one-hot in float32 or all equal.
+    """
+    exempt = set()
+    for prefix, module in model.named_modules():
+        if not isinstance(module, VolumetricAttention):
+            continue
+        for kind in ("channel", "spatial"):
+            gate = getattr(module, kind)
+            if gate is None:
+                continue
+            context = module.last_attention[f"{kind}_context"]
+            weights = module.last_attention[f"{kind}_weights"]
+            names = {f"{prefix}.{kind}.{n}" for n, _ in gate.named_parameters()}
+            if gate.gate_relu and not (context > 0).any():
+                exempt |= names - {f"{prefix}.{kind}.gate_conv.bias"}
+            one_hot = (weights.max(dim=1).values >= 1 - 1e-6).all()
+            if one_hot or (weights.std(dim=1) < 1e-7).all():
+                exempt |= {n for n in names if ".similarity." in n}
+    return exempt
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_trains_one_step(name, tiny_cfg):
     path = os.path.join(CONFIG_DIR, name)
     probe = tiny_cfg(path)
-    cfg = tiny_cfg(path, ["MODEL.ROI_HEADS.NUM_CLASSES", 2], deform=any(probe.MODEL.RESNETS.DEFORM_ON_PER_STAGE))
+    # the RPN samples every anchor, so that every FPN level (P5, P6 of a 64 px image included) reaches the loss
+    opts = ["MODEL.ROI_HEADS.NUM_CLASSES", 2, "MODEL.RPN.BATCH_SIZE_PER_IMAGE", 100000]
+    cfg = tiny_cfg(path, opts, deform=any(probe.MODEL.RESNETS.DEFORM_ON_PER_STAGE))
     model = build_model(cfg)
     model.train()
+    for module in model.modules():
+        if isinstance(module, VolumetricAttention):
+            module.keep_attention = True  # for _exempt_from_gradient
     with EventStorage():
         # GN needs more than one value per group: P7 (stride 128) must be at least 2 px wide.
         size = 3 * SIZE if cfg.MODEL.META_ARCHITECTURE == "RetinaNet" else SIZE
@@ -50,11 +83,15 @@ def test_config_trains_one_step(name, tiny_cfg):
     total = sum(losses.values())
     assert torch.isfinite(total), losses
     total.backward()
+    exempt = _exempt_from_gradient(model)
+    without = [n for n, p in model.named_parameters()
+               if p.requires_grad and n not in exempt and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not without, f"parameters without a gradient: {without}"
+    has_va = any(".va." in n for n, _ in model.named_parameters())
     if cfg.MODEL.VA.ENABLED and cfg.MODEL.BACKBONE.NAME != "build_early_fusion_resnet_fpn_backbone":
-        va_grads = [p.grad for n, p in model.named_parameters() if ".va." in n]
-        assert va_grads and all(g is not None for g in va_grads)
+        assert has_va
     else:
-        assert not any(".va." in n for n, _ in model.named_parameters())
+        assert not has_va
 
 
 def test_default_predictor_on_a_float_bag(tiny_cfg):
@@ -68,7 +105,8 @@ def test_default_predictor_on_a_float_bag(tiny_cfg):
     assert out["instances"].image_size == (50, 60)
 
 
-@pytest.mark.parametrize("name", ["Phantom/mask_rcnn_R_18_FPN_GN_va_bag3.yaml", "Phantom/semantic_R_18_FPN_GN_va_bag3.yaml"])
+@pytest.mark.parametrize("name", ["Phantom/mask_rcnn_R_18_FPN_GN_va_bag3.yaml",
+                                  "Phantom/semantic_R_18_FPN_GN_va_bag3.yaml"])
 def test_va_config_trains_under_autocast(name, tiny_cfg):
     """Two optimizer steps as detectron2's AMPTrainer takes them (forward and losses under autocast), here CPU
     autocast in bfloat16 (AMPTrainer itself needs CUDA): finite losses, and the VA parameters move. 128 px, so
@@ -83,7 +121,8 @@ def test_va_config_trains_under_autocast(name, tiny_cfg):
     with EventStorage():
         for step in range(2):
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                losses = model([_synthetic_dict(channels, step, 2 * SIZE), _synthetic_dict(channels, step + 10, 2 * SIZE)])
+                losses = model([_synthetic_dict(channels, step, 2 * SIZE),
+                                _synthetic_dict(channels, step + 10, 2 * SIZE)])
                 total = sum(losses.values())
             assert torch.isfinite(total), losses
             optimizer.zero_grad()

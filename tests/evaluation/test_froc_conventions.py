@@ -165,6 +165,11 @@ def test_evaluator_default_is_official_and_config_chooses(tmp_path):
     cfg = get_va_cfg(opts=["TEST.CT.FROC_CONVENTION", "continuous"])
     evaluator = VATrainer.build_evaluator(cfg, "deeplesion_test", output_folder=str(tmp_path))
     assert isinstance(evaluator, DeepLesionFROCEvaluator) and evaluator.convention == "continuous"
+    # detectron2's contract: from_config gives keyword arguments; arguments beside the config override them
+    assert DeepLesionFROCEvaluator.from_config(cfg, "deeplesion_test", "out") == {
+        "dataset_name": "deeplesion_test", "output_dir": "out", "convention": "continuous"}
+    evaluator = DeepLesionFROCEvaluator(cfg, "deeplesion_test", fps=(0.25,), convention="official")
+    assert evaluator.convention == "official" and evaluator._fps == (0.25,)
     cfg = get_va_cfg(opts=["TEST.CT.FROC_CONVENTION", "offical"])
     with pytest.raises(ValueError, match=r"^TEST.CT.FROC_CONVENTION: unknown FROC convention 'offical'; "
                                          r"expected one of official, continuous$"):

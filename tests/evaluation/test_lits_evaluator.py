@@ -144,8 +144,14 @@ def test_from_config_and_combination_with_other_evaluators(cases):
     cfg = get_cfg()
     add_va_config(cfg)
     cfg.TEST.CT.LESION_IN_LIVER = False
-    evaluator = LiTSEvaluator.from_config(cfg, NAME)
+    cfg.TEST.CT.LESION_CONNECTIVITY = 6
+    # detectron2's contract: from_config gives keyword arguments, the @configurable constructor takes the config
+    assert LiTSEvaluator.from_config(cfg, NAME, "out") == {
+        "dataset_name": NAME, "output_dir": "out", "score_thresh": cfg.TEST.CT.SCORE_THRESH, "lesion_in_liver": False,
+        "connectivity": 6}
+    evaluator = LiTSEvaluator(cfg, NAME, distributed=False)
     assert evaluator._lesion_in_liver is False and evaluator._score_thresh == cfg.TEST.CT.SCORE_THRESH
+    assert evaluator._connectivity == 6 and evaluator._distributed is False and evaluator._output_dir is None
     # beside another evaluator (as with COCOEvaluator for per-slice AP) the results are merged under their own keys
     both = DatasetEvaluators([LiTSEvaluator(NAME, distributed=False), _CountingEvaluator()])
     both.reset()

@@ -23,6 +23,7 @@ import os
 from collections import OrderedDict
 
 import numpy as np
+from detectron2.config import configurable
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
@@ -57,8 +58,12 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
 
     Returns ``{"deeplesion": {"sens@0.5": ..., ..., "sens@16": ..., "sens_avg": ..., "AP50": ...,
     "sens_avg/<type or size>": ...}}`` in percent on the main process, ``{}`` elsewhere.
+
+    Built from explicit arguments or as ``DeepLesionFROCEvaluator(cfg, dataset_name, output_dir)``
+    (``TEST.CT.FROC_CONVENTION``; see :meth:`from_config`).
     """
 
+    @configurable
     def __init__(self, dataset_name, output_dir=None, distributed=True, iou_thresh=0.5, fps=DEFAULT_FPS,
                  convention="official"):
         """
@@ -80,14 +85,14 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg, dataset_name, output_dir=None, **kwargs):
-        """Build from a config's TEST.CT.* keys."""
-        convention = kwargs.pop("convention", cfg.TEST.CT.FROC_CONVENTION)
+    def from_config(cls, cfg, dataset_name, output_dir=None):
+        """Keyword arguments from the config's ``TEST.CT.*`` keys; a bad convention names its key."""
+        convention = cfg.TEST.CT.FROC_CONVENTION
         try:
             check_convention(convention)
         except ValueError as e:
             raise ValueError(f"TEST.CT.FROC_CONVENTION: {e}") from None
-        return cls(dataset_name, output_dir=output_dir, convention=convention, **kwargs)
+        return {"dataset_name": dataset_name, "output_dir": output_dir, "convention": convention}
 
     @property
     def convention(self):

@@ -20,6 +20,7 @@ import zlib
 from collections import OrderedDict, namedtuple
 
 import numpy as np
+from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
@@ -63,8 +64,12 @@ class LiTSEvaluator(DatasetEvaluator):
     Inputs must carry ``case_id``, ``slice_index`` (cache grid), ``num_slices``, ``case_dir``, ``height``, ``width``;
     outputs ``instances`` with ``pred_masks`` (classes 0 liver, 1 lesion) or ``sem_seg`` [3, H, W].
     Returns ``{"lits": {metric: value}}`` on the main process (Dice and recall in percent), ``{}`` elsewhere.
+
+    Built from explicit arguments or as ``LiTSEvaluator(cfg, dataset_name, output_dir)`` (``TEST.CT.*``; see
+    :meth:`from_config`).
     """
 
+    @configurable
     def __init__(self, dataset_name, output_dir=None, distributed=True, score_thresh=0.5, lesion_in_liver=True,
                  connectivity=26, load_reference=load_case_reference):
         """
@@ -88,12 +93,15 @@ class LiTSEvaluator(DatasetEvaluator):
         self.reset()
 
     @classmethod
-    def from_config(cls, cfg, dataset_name, output_dir=None, **kwargs):
-        """Build from a config's TEST.CT.* keys."""
-        kwargs.setdefault("score_thresh", cfg.TEST.CT.SCORE_THRESH)
-        kwargs.setdefault("lesion_in_liver", cfg.TEST.CT.LESION_IN_LIVER)
-        kwargs.setdefault("connectivity", cfg.TEST.CT.get("LESION_CONNECTIVITY", 26))
-        return cls(dataset_name, output_dir=output_dir, **kwargs)
+    def from_config(cls, cfg, dataset_name, output_dir=None):
+        """Keyword arguments from the config's ``TEST.CT.*`` keys."""
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "score_thresh": cfg.TEST.CT.SCORE_THRESH,
+            "lesion_in_liver": cfg.TEST.CT.LESION_IN_LIVER,
+            "connectivity": cfg.TEST.CT.LESION_CONNECTIVITY,
+        }
 
     def reset(self):
         # (case_id, slice_index, zlib-compressed uint8 (H, W) label slice or None when all background)

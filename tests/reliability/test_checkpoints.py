@@ -196,3 +196,18 @@ def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path):
         assert _runs.last_line(proc.stderr) == expected, (what, proc.stderr[-3000:])
         assert not marker.exists(), what
         assert "Starting training" not in proc.stdout + proc.stderr, what
+
+
+def test_trainer_hook_saves_through_the_va_checkpointer(phantom_root, tmp_path, monkeypatch):
+    """VATrainer builds detectron2's trainer with the project's checkpointer: the PeriodicCheckpointer hook saves
+    through the same VACheckpointer (atomic saves, tensors-only loading) that resume_or_load loads with."""
+    from detectron2.engine import hooks
+
+    from volumetric_attention.engine import VATrainer
+
+    monkeypatch.setenv("VA_DATASETS", str(phantom_root))
+    trainer = VATrainer(get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY + _runs.NO_TEST + ["OUTPUT_DIR", str(tmp_path)]))
+    periodic = [h for h in trainer._hooks if isinstance(h, hooks.PeriodicCheckpointer)]
+    assert isinstance(trainer.checkpointer, VACheckpointer)
+    assert len(periodic) == 1 and periodic[0].checkpointer is trainer.checkpointer
+    assert trainer.checkpointer.model is trainer.model

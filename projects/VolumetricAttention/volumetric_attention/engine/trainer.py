@@ -3,14 +3,14 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
-from unittest import mock
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
-from detectron2.engine import DefaultTrainer, defaults
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import (COCOEvaluator, DatasetEvaluator, DatasetEvaluators, inference_on_dataset,
                                    print_csv_format)
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
@@ -87,13 +87,25 @@ class VATrainer(DefaultTrainer):
     checkpointer_class = VACheckpointer
 
     def __init__(self, cfg):
-        # detectron2 hands device_ids to DDP even for CPU processes; use the CPU-aware version while it builds.
-        with mock.patch.object(defaults, "create_ddp_model", create_ddp_model):
-            super().__init__(cfg)
-        self.checkpointer = self.checkpointer_class(self.model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        for hook in self._hooks:
-            if hasattr(hook, "checkpointer"):
-                hook.checkpointer = self.checkpointer
+        """detectron2's ``DefaultTrainer.__init__`` step for step, except for two pieces that it hard-codes: the
+        CPU-aware :func:`create_ddp_model` (detectron2's hands ``device_ids`` to DDP even for CPU processes), and the
+        checkpointer, a ``checkpointer_class``, which detectron2's PeriodicCheckpointer hook then saves with."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger is not called for d2
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        # detectron2 builds these in this order
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.checkpointer_class(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
         """detectron2's hooks, and :class:`VAStatsHook` (``MODEL.VA.STATS_PERIOD``) before the metric writers."""
@@ -193,9 +205,9 @@ class VATrainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
         evaluators = []
         if evaluator_type == "lits":
-            evaluators.append(LiTSEvaluator.from_config(cfg, dataset_name, output_folder))
+            evaluators.append(LiTSEvaluator(cfg, dataset_name, output_folder))
         elif evaluator_type == "deeplesion":
-            evaluators.append(DeepLesionFROCEvaluator.from_config(cfg, dataset_name, output_folder))
+            evaluators.append(DeepLesionFROCEvaluator(cfg, dataset_name, output_folder))
         is_detector = cfg.MODEL.META_ARCHITECTURE != "SemanticSegmentor"
         if is_detector and (evaluator_type == "coco" or cfg.TEST.CT.SLICE_AP):
             evaluators.append(COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False))

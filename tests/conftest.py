@@ -8,6 +8,7 @@ import torch
 
 # tests/_tiny.py, the CPU-sized config overrides every folder's tests share, is imported by name
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -22,15 +23,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
-def load_tool():
-    """``load_tool(name)``: ``tools/<name>.py`` imported as a module, without running its ``__main__`` block."""
+def _load_script(path):
+    """The script at ``path`` imported as a module, without running its ``__main__`` block. The tools' helper
+    modules (``tools/_*.py``) import by name, as they do when a tool runs from its folder."""
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"_tool_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def load(name):
-        path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool(name)``: ``tools/<name>.py`` imported as a module, without running its ``__main__`` block;
+    ``load_tool(path)`` does the same for another script (``train_net.py``). The one loader of the tests."""
+
+    def load(name_or_path):
+        path = Path(name_or_path)
+        return _load_script(path if path.suffix == ".py" else TOOLS / f"{name_or_path}.py")
 
     return load

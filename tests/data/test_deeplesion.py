@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -10,8 +9,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.data.deeplesion import parse_dl_info
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fixture(root):
@@ -27,14 +24,12 @@ def _fixture(root):
     ])
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("_tool_prepare_deeplesion", ROOT / "tools" / "prepare_deeplesion.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+@pytest.fixture
+def tool(load_tool):
+    return load_tool("prepare_deeplesion")
 
 
-def test_deeplesion_prepare_and_datasets(tmp_path, monkeypatch, capsys):
+def test_deeplesion_prepare_and_datasets(tmp_path, monkeypatch, capsys, tool):
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     src = tmp_path / "DeepLesion"
     _fixture(src)
@@ -42,7 +37,6 @@ def test_deeplesion_prepare_and_datasets(tmp_path, monkeypatch, capsys):
     assert not row_errors
     assert len(cases["000001_01_01_003"]["lesions"]) == 2 and cases["000002_01_01_002"]["noisy"]
 
-    tool = _tool()
     cache = tmp_path / "cache" / "deeplesion"
     args = ["--source", str(src), "--cache", str(cache), "--hu-window", "0", "1000", "--slice-spacing", "2.0",
             "--context-slices", "4"]
@@ -76,7 +70,7 @@ def test_deeplesion_prepare_and_datasets(tmp_path, monkeypatch, capsys):
     assert {d["case_id"] for d in DatasetCatalog.get("deeplesion_train")} == {"000001_01_01_003"}
 
 
-def test_bad_rows_are_reported_one_line_each_and_skipped(tmp_path, monkeypatch, capsys):
+def test_bad_rows_are_reported_one_line_each_and_skipped(tmp_path, monkeypatch, capsys, tool):
     """A malformed, 3-number, empty, inverted or zero-width box fails its row only: the key slice keeps its valid
     rows, the other key slices are prepared, and the tool lists every failure and exits 1."""
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
@@ -95,7 +89,7 @@ def test_bad_rows_are_reported_one_line_each_and_skipped(tmp_path, monkeypatch, 
     ])
     csv_path = src / "DL_info.csv"
     cache = tmp_path / "cache" / "deeplesion"
-    code = _tool().main(["--source", str(src), "--cache", str(cache), "--slice-spacing", "2.0",
+    code = tool.main(["--source", str(src), "--cache", str(cache), "--slice-spacing", "2.0",
                          "--context-slices", "2"])
     err = capsys.readouterr().err
     assert code == 1
@@ -138,15 +132,15 @@ def test_other_bad_columns_name_line_and_column(tmp_path, column, value, reason)
     assert list(cases) == ["000001_01_01_003"] and len(cases["000001_01_01_003"]["lesions"]) == 1
 
 
-def test_missing_column_refuses_the_file(tmp_path, capsys):
+def test_missing_column_refuses_the_file(tmp_path, capsys, tool):
     (tmp_path / "DL_info.csv").write_text("File_name,Bounding_boxes\n000001_01_01_003.png,\"1, 2, 3, 4\"\n")
-    code = _tool().main(["--source", str(tmp_path), "--cache", str(tmp_path / "cache")])
+    code = tool.main(["--source", str(tmp_path), "--cache", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith(f"error: {tmp_path / 'DL_info.csv'}: missing column(s) Lesion_diameters_Pixel_, ")
 
 
-def test_prepared_through_symlinks_and_a_cycle(tmp_path, monkeypatch, capsys):
+def test_prepared_through_symlinks_and_a_cycle(tmp_path, monkeypatch, capsys, tool):
     """$VA_DATASETS/DeepLesion as a link to shared storage, Images_png and a series folder as links, a link cycle
     inside Images_png: every key slice is found and prepared."""
     monkeypatch.setenv("VA_DATASETS", str(tmp_path / "datasets"))
@@ -164,7 +158,7 @@ def test_prepared_through_symlinks_and_a_cycle(tmp_path, monkeypatch, capsys):
     (tmp_path / "datasets").mkdir()
     os.symlink(store / "DeepLesion real", tmp_path / "datasets" / "DeepLesion")
 
-    assert _tool().main(["--context-slices", "2"]) == 0  # the default --source $VA_DATASETS/DeepLesion
+    assert tool.main(["--context-slices", "2"]) == 0  # the default --source $VA_DATASETS/DeepLesion
     assert "3 prepared, 0 already done, 0 failed" in capsys.readouterr().err
     assert [d["case_id"] for d in DatasetCatalog.get("deeplesion_val")] == ["000002_01_01_001"]
     assert len(DatasetCatalog.get("deeplesion_train")[0]["annotations"]) == 2

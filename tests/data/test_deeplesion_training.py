@@ -1,6 +1,5 @@
 """The CPU-sized DeepLesion configs end to end: a generated DeepLesion-layout folder is prepared with the config,
 a model trains a few iterations and the FROC evaluator scores the test split."""
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,13 +19,10 @@ FPS = ("0.5", "1", "2", "4", "8", "16")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["faster_rcnn_R_18_FPN_GN_baseline.yaml", "faster_rcnn_R_18_FPN_GN_va_bag3.yaml"])
-def test_cpu_config_prepares_trains_and_scores_froc(config, tmp_path, monkeypatch):
+def test_cpu_config_prepares_trains_and_scores_froc(config, tmp_path, monkeypatch, load_tool):
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     fakes.lesion_dataset(tmp_path / "DeepLesion", size=64, num_train=4, num_val=1, num_test=2)
-    spec = importlib.util.spec_from_file_location("_tool_prepare_deeplesion", ROOT / "tools" / "prepare_deeplesion.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.main(["--config-file", str(CONFIGS / config)]) == 0
+    assert load_tool("prepare_deeplesion").main(["--config-file", str(CONFIGS / config)]) == 0
 
     out = tmp_path / "output"
     cfg = get_va_cfg(str(CONFIGS / config), _tiny.INPUT + _tiny.TRAIN + [

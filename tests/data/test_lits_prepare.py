@@ -1,7 +1,5 @@
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,6 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from volumetric_attention.data.cache import CacheError, load_case
 from volumetric_attention.data.lits import assign_splits, discover_lits_cases
 from volumetric_attention.data.sampling import filter_negative_slices
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(path, array, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=None):
@@ -76,7 +65,7 @@ def test_discovery_official_and_msd_and_split(tmp_path):
     assert assign_splits(list(reversed(cases))) == splits  # order of discovery does not matter
 
 
-def test_prepare_bad_inputs_reported_others_prepared(tmp_path, capsys):
+def test_prepare_bad_inputs_reported_others_prepared(tmp_path, capsys, load_tool):
     src = tmp_path / "LiTS"
     src.mkdir()
     _case(src, 0)
@@ -98,7 +87,7 @@ def test_prepare_bad_inputs_reported_others_prepared(tmp_path, capsys):
     _case(src, 10, z=2)                                                   # too few slices
     cache = tmp_path / "cache"
 
-    rc = _tool("prepare_lits").main(["--source", str(src), "--cache", str(cache), "--workers", "2"])
+    rc = load_tool("prepare_lits").main(["--source", str(src), "--cache", str(cache), "--workers", "2"])
     err = capsys.readouterr().err
     assert rc == 1
     failed = {line.split(":")[0][len("FAILED "):]: line for line in err.splitlines() if line.startswith("FAILED ")}
@@ -120,7 +109,7 @@ def _meta_mtime(cache, case_id):
     return os.stat(cache / case_id / "meta.json").st_mtime_ns
 
 
-def test_idempotent_rebuild_on_other_settings_and_no_half_written_reads(tmp_path, monkeypatch, capsys):
+def test_idempotent_rebuild_on_other_settings_and_no_half_written_reads(tmp_path, monkeypatch, capsys, load_tool):
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     src = tmp_path / "LiTS"
     src.mkdir()
@@ -128,7 +117,7 @@ def test_idempotent_rebuild_on_other_settings_and_no_half_written_reads(tmp_path
         _case(src, k, z=10 + k)
     (src / "test-volume-0.nii.gz").write_bytes((src / "volume-0.nii.gz").read_bytes())
     cache = tmp_path / "cache" / "lits"
-    prepare = _tool("prepare_lits").main
+    prepare = load_tool("prepare_lits").main
     assert prepare(["--source", str(src), "--cache", str(cache), "--slice-spacing", "1.0"]) == 0
     first = {k: _meta_mtime(cache, f"volume-{k}") for k in range(4)}
 
@@ -183,7 +172,7 @@ def test_missing_cache_tells_what_to_run(tmp_path, monkeypatch):
         DatasetCatalog.get("phantom_val")
 
 
-def test_both_layouts_prepared_through_symlinks_and_cycles(tmp_path, capsys):
+def test_both_layouts_prepared_through_symlinks_and_cycles(tmp_path, capsys, load_tool):
     """Data kept elsewhere and linked into the source folder is found; link cycles neither hang nor duplicate."""
     store = tmp_path / "shared storage"
     official = store / "lits batch"
@@ -218,6 +207,6 @@ def test_both_layouts_prepared_through_symlinks_and_cycles(tmp_path, capsys):
          os.path.join("Training Batch 1", "segmentation-1.nii.gz")),
     ]
     cache = tmp_path / "cache"
-    assert _tool("prepare_lits").main(["--source", str(src), "--cache", str(cache)]) == 0
+    assert load_tool("prepare_lits").main(["--source", str(src), "--cache", str(cache)]) == 0
     assert "3 prepared, 0 already done, 0 failed" in capsys.readouterr().err
     assert load_case(cache / "liver_0").label_original.shape == (8, 16, 16)

@@ -1,8 +1,6 @@
 """DeepLesion's slice store: lossless source slices shared per series, interpolated on read exactly as before."""
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import _deeplesion_fakes as fakes
 import numpy as np
@@ -14,16 +12,16 @@ from volumetric_attention.data.cache import CacheError, load_case, make_settings
 from volumetric_attention.data.mapper import VolumetricDatasetMapper
 from volumetric_attention.data.slice_store import decode_slice, encode_slice, read_slice
 
-ROOT = Path(__file__).resolve().parents[2]
 HU_WINDOW = (-1024.0, 3071.0)
 
 
-def _prepare(src, cache, *extra):
-    spec = importlib.util.spec_from_file_location("_tool_prepare_deeplesion", ROOT / "tools" / "prepare_deeplesion.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.main(["--source", str(src), "--cache", str(cache), "--hu-window", *map(str, HU_WINDOW),
-                      "--slice-spacing", "2.0", "--context-slices", "4", *extra])
+@pytest.fixture
+def prepare(load_tool):
+    """``prepare(src, cache, *extra)``: tools/prepare_deeplesion.py with the settings of these tests."""
+    tool = load_tool("prepare_deeplesion")
+    return lambda src, cache, *extra: tool.main(["--source", str(src), "--cache", str(cache), "--hu-window",
+                                                 *map(str, HU_WINDOW), "--slice-spacing", "2.0", "--context-slices",
+                                                 "4", *extra])
 
 
 def _expected_stack(values, key, slice_mm, context=4, spacing=2.0):
@@ -54,7 +52,7 @@ def test_slice_codec_is_lossless_and_rejects_damaged_files(tmp_path):
         read_slice(tmp_path / "000.slice")
 
 
-def test_series_store_is_shared_and_interpolated_exactly(tmp_path, monkeypatch):
+def test_series_store_is_shared_and_interpolated_exactly(tmp_path, monkeypatch, prepare):
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     src, cache = tmp_path / "DeepLesion", tmp_path / "cache" / "deeplesion"
     thick = fakes.noisy_series(1, 12)  # 5 mm: positions key + 0.4 j
@@ -67,7 +65,7 @@ def test_series_store_is_shared_and_interpolated_exactly(tmp_path, monkeypatch):
         fakes.row("000001_01_01_012.png", 12, [2, 2, 9, 9], rng=(1, 12), slice_mm=5.0),  # clamped at the end
         fakes.row("000002_01_01_010.png", 10, [3, 3, 9, 9], rng=(1, 20), slice_mm=1.25),
     ])
-    assert _prepare(src, cache) == 0
+    assert prepare(src, cache) == 0
 
     # each needed source slice is stored once per series, losslessly, and nothing else
     stored = sorted(os.listdir(cache / "series" / "000001_01_01"))
@@ -95,7 +93,7 @@ def test_series_store_is_shared_and_interpolated_exactly(tmp_path, monkeypatch):
     assert out["instances"].gt_boxes.tensor.tolist() == [[2.0, 2.0, 9.0, 9.0]]
 
 
-def test_old_float16_cache_is_refused_in_one_line_and_rebuilt(tmp_path, monkeypatch):
+def test_old_float16_cache_is_refused_in_one_line_and_rebuilt(tmp_path, monkeypatch, prepare):
     monkeypatch.setenv("VA_DATASETS", str(tmp_path))
     src, cache = tmp_path / "DeepLesion", tmp_path / "cache" / "deeplesion"
     fakes.write_series(src, "000001_01_01", fakes.noisy_series(3, 6))
@@ -115,7 +113,7 @@ def test_old_float16_cache_is_refused_in_one_line_and_rebuilt(tmp_path, monkeypa
     assert message.startswith(f"{cache / '000001_01_01_003'}: DeepLesion cache entry in an older format")
     assert "re-run tools/prepare_deeplesion.py" in message
 
-    assert _prepare(src, cache) == 0  # the settings differ (no slice store): the entry is rebuilt
+    assert prepare(src, cache) == 0  # the settings differ (no slice store): the entry is rebuilt
     (record,) = DatasetCatalog.get("deeplesion_train")
     assert not (cache / "000001_01_01_003" / "image.npy").exists()
     assert json.loads((cache / "000001_01_01_003" / "meta.json").read_text())["slice_store"]["series"] == \

@@ -1,5 +1,4 @@
 """Running train_net.py on a tiny phantom setup: paths, config overrides, a subprocess environment."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,19 +17,6 @@ SLICE_SPACING = "2.0"
 # configured); values go through str() onto the command line
 TINY = _tiny.MODEL + _tiny.INPUT + _tiny.TRAIN + ["INPUT.CT.SLICE_SPACING", SLICE_SPACING]
 NO_TEST = ["DATASETS.TEST", "()"]
-
-
-def load_tool(name):
-    return load_module(ROOT / "tools" / f"{name}.py")
-
-
-def load_module(path):
-    """A script (a tool, train_net.py) imported as a module, without running its ``__main__`` block."""
-    path = Path(path)
-    spec = importlib.util.spec_from_file_location(f"_tool_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def env(phantom_root):

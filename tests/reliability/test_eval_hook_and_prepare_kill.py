@@ -26,8 +26,8 @@ def test_lits_evaluator_runs_in_training_eval_hook(phantom_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path):
-    make_phantoms = _runs.load_tool("make_phantoms")
+def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path, load_tool):
+    make_phantoms = load_tool("make_phantoms")
     source, cache = tmp_path / "raw", tmp_path / "cache"
     assert make_phantoms.main(["--out", str(source), "--num-cases", "6", "--slices", "40", "--size", "96",
                                "--no-prepare"]) == 0

@@ -29,10 +29,10 @@ def test_log_has_threads_and_project_lines_without_colour_or_known_noise(phantom
 
 
 @pytest.fixture(scope="module")
-def two_case_root(tmp_path_factory):
+def two_case_root(tmp_path_factory, load_tool):
     """A dataset root whose phantom cache has 2 cases: both train, none in val."""
     root = tmp_path_factory.mktemp("two cases")
-    code = _runs.load_tool("make_phantoms").main([
+    code = load_tool("make_phantoms").main([
         "--out", str(root / "phantom"), "--cache", str(root / "cache" / "phantom"), "--num-cases", "2",
         "--slices", "12", "--size", "48", "--slice-thickness", "2.0", "--slice-spacing", _runs.SLICE_SPACING])
     assert code == 0
@@ -68,8 +68,8 @@ def test_cache_of_other_slice_spacing_stops_with_one_line(phantom_root, tmp_path
     assert line.endswith("or use the cache's settings: INPUT.CT.SLICE_SPACING 2.0")
 
 
-def test_prepare_tools_print_cases_per_split(two_case_root, tmp_path, capsys):
-    code = _runs.load_tool("make_phantoms").main([
+def test_prepare_tools_print_cases_per_split(two_case_root, tmp_path, capsys, load_tool):
+    code = load_tool("make_phantoms").main([
         "--out", str(two_case_root / "phantom"), "--cache", str(two_case_root / "cache" / "phantom"),
         "--num-cases", "2", "--slices", "12", "--size", "48", "--slice-thickness", "2.0",
         "--opts", "INPUT.CT.SLICE_SPACING", _runs.SLICE_SPACING])  # the --opts form of the overrides
@@ -80,13 +80,13 @@ def test_prepare_tools_print_cases_per_split(two_case_root, tmp_path, capsys):
     assert ("warning: split 'val' is empty: phantom_val cannot be used in DATASETS.TRAIN or DATASETS.TEST\n") in err
 
 
-def test_every_tool_takes_both_override_forms():
+def test_every_tool_takes_both_override_forms(load_tool):
     from volumetric_attention.utils.cli import config_overrides
 
-    train_net = _runs.load_module(_runs.TRAIN_NET)
-    predict = _runs.load_tool("predict")
-    prepare = _runs.load_tool("prepare_lits")
-    stats = _runs.load_tool("attention_stats")
+    train_net = load_tool(_runs.TRAIN_NET)
+    predict = load_tool("predict")
+    prepare = load_tool("prepare_lits")
+    stats = load_tool("attention_stats")
     pairs = ["MODEL.DEVICE", "cpu", "SEED", "3"]
     parsers = {
         "train_net": (train_net.get_parser(), ["--config-file", "c.yaml"]),

@@ -1,5 +1,4 @@
 """tools/attention_stats.py: slice weights and spatial gates per region, on a tiny prepared phantom set."""
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -18,25 +17,18 @@ TINY = ["MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "I
         "INPUT.MAX_SIZE_TEST", "64", "INPUT.CT.SLICE_SPACING", "2.0"]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def phantom_root(tmp_path_factory):
+def phantom_root(tmp_path_factory, load_tool):
     root = tmp_path_factory.mktemp("attention_stats")
-    assert _load("make_phantoms").main([
+    assert load_tool("make_phantoms").main([
         "--out", str(root / "phantom"), "--cache", str(root / "cache" / "phantom"), "--num-cases", "4",
         "--slices", "16", "--size", "64", "--slice-thickness", "2.0", "--slice-spacing", "2.0",
     ]) == 0
     return root
 
 
-def test_region_masks_split_liver_into_plain_and_lesion_like():
-    tool = _load("attention_stats")
+def test_region_masks_split_liver_into_plain_and_lesion_like(load_tool):
+    tool = load_tool("attention_stats")
     labels = np.zeros((20, 20), dtype=np.int64)
     labels[2:18, 2:18] = 1
     labels[3:6, 3:6] = 2
@@ -50,15 +42,15 @@ def test_region_masks_split_liver_into_plain_and_lesion_like():
 
 
 @pytest.mark.parametrize("bias", [3.0, 0.0])
-def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_path, monkeypatch, bias):
+def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_path, monkeypatch, bias, load_tool):
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
     opts = TINY + ["MODEL.VA.GATE_BIAS_INIT", str(bias)]
     torch.manual_seed(0)
     model = build_model(get_va_cfg(str(CONFIG), opts))
     VACheckpointer(model, str(tmp_path)).save("model_final")
     out = tmp_path / "stats.json"
-    code = _load("attention_stats").main(["--config-file", str(CONFIG), "--num-slices", "6", "--json", str(out)]
-                                         + opts + ["MODEL.WEIGHTS", str(tmp_path / "model_final.pth")])
+    code = load_tool("attention_stats").main(["--config-file", str(CONFIG), "--num-slices", "6", "--json", str(out)]
+                                             + opts + ["MODEL.WEIGHTS", str(tmp_path / "model_final.pth")])
     assert code == 0
     stats = json.loads(out.read_text())
     assert stats["dataset"] == "phantom_val" and stats["slices"] >= 1
@@ -76,7 +68,7 @@ def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_pat
             assert 0.0 <= values[f"{kind}_context_positive"] <= 1.0
 
 
-def test_baseline_config_is_refused(phantom_root, monkeypatch, capsys):
+def test_baseline_config_is_refused(phantom_root, monkeypatch, capsys, load_tool):
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
-    assert _load("attention_stats").main(["--config-file", str(CONFIG), "MODEL.VA.ENABLED", "False"]) == 2
+    assert load_tool("attention_stats").main(["--config-file", str(CONFIG), "MODEL.VA.ENABLED", "False"]) == 2
     assert "no VA in the backbone" in capsys.readouterr().err

@@ -1,5 +1,4 @@
-"""Plots and the tools/plot_results.py CLI (baseline vs VA on one figure)."""
-import importlib.util
+"""tools/plot_results.py (baseline vs VA on one figure) and the plots it draws."""
 import os
 
 import numpy as np
@@ -7,16 +6,6 @@ import pytest
 
 from volumetric_attention.evaluation import plot_dice_per_case, plot_froc
 from volumetric_attention.evaluation.results_io import write_json
-
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "plot_results.py")
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("plot_results_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _lits(seed):
     rng = np.random.default_rng(seed)
@@ -41,14 +30,14 @@ def test_plot_functions_write_pngs(tmp_path):
         assert os.path.getsize(path) > 5000
 
 
-def test_cli_baseline_vs_va(tmp_path, capsys):
-    tool = _tool()
+def test_cli_baseline_vs_va(tmp_path, capsys, load_tool):
+    tool = load_tool("plot_results")
     for name, shift in (("baseline", 0.0), ("va", 0.05)):
         write_json(str(tmp_path / name / "deeplesion_summary.json"), _deeplesion(shift))
         write_json(str(tmp_path / name / "lits_summary.json"), _lits(int(shift * 100)))
     out = tmp_path / "plots"
-    rc = tool.main([str(tmp_path / "baseline" / "deeplesion_summary.json"), str(tmp_path / "va" / "deeplesion_summary.json"),
-                    "--labels", "baseline", "VA", "--out", str(out)])
+    rc = tool.main([str(tmp_path / "baseline" / "deeplesion_summary.json"),
+                    str(tmp_path / "va" / "deeplesion_summary.json"), "--labels", "baseline", "VA", "--out", str(out)])
     assert rc == 0 and os.path.getsize(out / "froc.png") > 5000
     assert "baseline" in capsys.readouterr().out
     rc = tool.main([str(tmp_path / "baseline" / "lits_summary.json"), str(tmp_path / "va" / "lits_summary.json"),

@@ -11,7 +11,8 @@ For each level with VA it prints:
   gradient through the weights vanishes) and the mean weight of the target's own image;
 * the share of each gate's input (the attention-weighted bag embedding) that is positive: with the paper's ReLU
   before the gate conv (``MODEL.VA.GATE_RELU``), a share near 0 is a gate that gets no gradient;
-* the mean channel gate, and the mean spatial gate over the pixels of four regions of the target slice:
+* each gate's mean and spread (over channels / positions), as ``VAStatsHook`` records them in training;
+* the mean spatial gate over the pixels of four regions of the target slice:
   background, liver, *lesion-like liver* (liver pixels whose smoothed intensity differs from the slice's median
   liver intensity by more than ``--lesion-like-hu``: vessels, in CT and in the phantoms) and lesion.
   A spatial gate that is lower on lesion-like liver than on lesions is VA telling vessels from lesions.
@@ -35,7 +36,8 @@ def get_parser():
                         help="HU distance from the median liver intensity that makes a liver pixel lesion-like")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the statistics to this JSON file")
-    from volumetric_attention.utils.cli import add_override_arguments, add_threads_argument
+    from volumetric_attention.utils.overrides import add_override_arguments
+    from volumetric_attention.utils.threads import add_threads_argument
 
     add_threads_argument(parser)
     add_override_arguments(parser)
@@ -68,13 +70,17 @@ def collect(model, batches, lesion_like):
     """Accumulate attention statistics over ``batches`` (lists of mapper outputs with ``sem_seg``).
 
     Returns:
-        ``{level: {"channel_max_weight", "channel_target_weight", "channel_gate", "spatial_max_weight",
-        "spatial_target_weight", "spatial_gate_<region>"}}``, means over slices (gates: over region pixels).
+        ``{level: {...}}``, means over slices: for each attention kind (channel, spatial) what ``VAStatsHook``
+        records in training (``<kind>_max_weight``, ``<kind>_gate_mean``, ``<kind>_gate_std``,
+        ``<kind>_context_positive``: :func:`~volumetric_attention.engine.va_stats_hook.attention_statistics`) and
+        ``<kind>_target_weight``; and ``spatial_gate_<region>``, means over the region's pixels.
     """
     import numpy as np
     import torch
     import torch.nn.functional as F
     from detectron2.structures import ImageList
+
+    from volumetric_attention.engine.va_stats_hook import KINDS, attention_statistics
 
     backbone = model.backbone
     n = backbone.bag_size
@@ -107,16 +113,11 @@ def collect(model, batches, lesion_like):
                 bag = features[level].reshape(b, n, *features[level].shape[1:])
                 va = backbone.va[level] if isinstance(backbone.va, torch.nn.ModuleDict) else backbone.va
                 _, attn = va(bag[:, n // 2], bag, return_attention=True)
-                for kind in ("channel", "spatial"):
-                    weights = attn.get(f"{kind}_weights")
-                    if weights is not None:
-                        add(level, f"{kind}_max_weight", weights.max(dim=1).values.sum(), b)
-                        add(level, f"{kind}_target_weight", weights[:, n // 2].sum(), b)
-                for kind in ("channel", "spatial"):
-                    if f"{kind}_context" in attn:  # the gate conv's input: with the paper's ReLU, <= 0 passes nothing
-                        add(level, f"{kind}_context_positive", (attn[f"{kind}_context"] > 0).float().mean(), 1)
-                if "channel_gate" in attn:
-                    add(level, "channel_gate", attn["channel_gate"].mean(dim=(1, 2, 3)).sum(), b)
+                for key, value in attention_statistics(attn).items():  # what VAStatsHook records in training
+                    add(level, key, value * b, b)
+                for kind in KINDS:
+                    if f"{kind}_weights" in attn:
+                        add(level, f"{kind}_target_weight", attn[f"{kind}_weights"][:, n // 2].sum(), b)
                 gate = attn.get("spatial_gate")
                 if gate is None:
                     continue
@@ -132,8 +133,8 @@ def collect(model, batches, lesion_like):
 
 
 def table(stats):
-    keys = ["channel_max_weight", "channel_target_weight", "channel_gate", "channel_context_positive",
-            "spatial_max_weight", "spatial_target_weight", "spatial_context_positive"] + [
+    keys = [f"{kind}_{stat}" for kind in ("channel", "spatial") for stat in (
+        "max_weight", "target_weight", "gate_mean", "gate_std", "context_positive")] + [
         f"spatial_gate_{r}" for r in REGIONS]
     lines = ["| level | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
     for level, values in stats.items():
@@ -144,27 +145,19 @@ def table(stats):
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    import logging
-
     import numpy as np
 
     # first: the package quiets the known third-party notices that importing detectron2 prints
-    from volumetric_attention.config import get_va_cfg
     from volumetric_attention.data import VolumetricDatasetMapper
-    from volumetric_attention.utils.cli import config_overrides, setup_cli
+    from volumetric_attention.utils import cli
 
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import DatasetCatalog
     from detectron2.modeling import build_model
     from detectron2.utils.env import seed_all_rng
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        setup_cli(args.threads)
-        cfg = get_va_cfg(args.config_file, config_overrides(args))
-    except (AssertionError, KeyError, ValueError, OSError) as e:
-        print(f"attention_stats: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    cli.setup_cli(args.threads)
+    cfg = cli.config_from_args(args)
     if not cfg.MODEL.VA.ENABLED or cfg.MODEL.VA.LOCATION != "RPN":
         print("attention_stats: error: the config has no VA in the backbone (MODEL.VA.ENABLED True, "
               "LOCATION RPN needed)", file=sys.stderr)

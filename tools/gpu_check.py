@@ -9,8 +9,8 @@ On generated phantoms (no download), in this order, within about 6 minutes on on
 1. **Speed and memory.** Seconds per training iteration and peak memory (``torch.cuda.max_memory_allocated``; on
    the CPU the process's peak RSS so far, so only the first rows mean much there) of the LiTS R50 config (from
    scratch) at ``--size`` px and ``--batch`` targets per iteration: the 2.5D baseline, VA bag 3 and VA bag 9, each
-   with and without AMP, VA also with ``MODEL.VA.CONTEXT_GRAD`` False (``--tiny``: bag 9 only in step 2). A variant that does not fit is reported as
-   out of memory, not as a failure.
+   with and without AMP, VA also with ``MODEL.VA.CONTEXT_GRAD`` False (``--tiny``: bag 9 only in step 2). A variant
+   that does not fit is reported as out of memory, not as a failure.
 2. **AMP training.** ``LiTS/mask_rcnn_R_50_FPN_va_bag9.yaml`` trained for ``--iters`` iterations through the
    project's trainer with ``SOLVER.AMP.ENABLED`` (detectron2's AMPTrainer, float16); every loss must be finite
    (detectron2 stops on a non-finite one). If bag 9 with context gradients does not fit, it trains with
@@ -23,13 +23,19 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` (a table) to ``--output-dir`` and
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
+
+# first: the package quiets the known third-party notices that importing detectron2 prints (and registers backbones)
+from volumetric_attention.utils import cli
+from volumetric_attention.utils.atomic_io import atomic_open
+from volumetric_attention.utils.threads import add_threads_argument
+
+from _timing import timed, timed_training, variant_config
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LITS_VA = os.path.join(ROOT, "projects", "VolumetricAttention", "configs", "LiTS", "mask_rcnn_R_50_FPN_va_bag9.yaml")
@@ -54,8 +60,6 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=30, help="iterations of the AMP training check")
     parser.add_argument("--timed-iters", type=int, default=5, help="timed iterations per speed/memory variant")
     parser.add_argument("--warmup-iters", type=int, default=2, help="untimed iterations before them")
-    from volumetric_attention.utils.cli import add_threads_argument
-
     add_threads_argument(parser)
     args = parser.parse_args(argv)
     if args.tiny:
@@ -65,30 +69,15 @@ def parse_args(argv=None):
     return args
 
 
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def peak_memory_mb(device):
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
 def make_config(args, root, bag, *, amp=False, context_grad=True, extra=()):
-    from volumetric_attention import get_va_cfg
-
-    opts = [
-        "MODEL.DEVICE", args.device, "MODEL.WEIGHTS", "", "MODEL.VA.ENABLED", bag > 1, "MODEL.VA.BAG_SIZE", max(bag, 1),
-        "MODEL.VA.CONTEXT_GRAD", context_grad, "SOLVER.AMP.ENABLED", amp, "SOLVER.IMS_PER_BATCH", args.batch,
-        "INPUT.MIN_SIZE_TRAIN", (args.size,), "INPUT.MAX_SIZE_TRAIN", args.size,
-        "INPUT.MIN_SIZE_TEST", args.size, "INPUT.MAX_SIZE_TEST", args.size,
-        "DATASETS.TRAIN", ("phantom_train",), "DATASETS.TEST", (), "TEST.EVAL_PERIOD", 0,
-        "DATALOADER.NUM_WORKERS", 0 if args.tiny else 4, "OUTPUT_DIR", os.path.join(root, "train"),
-        "SOLVER.CHECKPOINT_PERIOD", 10**6, "SEED", 0, *(TINY_OPTS if args.tiny else []), *extra,
-    ]
-    return get_va_cfg(LITS_VA, opts)
+    """The LiTS VA config from scratch, CPU-sized with ``--tiny``, training on the phantoms of :func:`make_data`."""
+    return variant_config(LITS_VA, args.device, bag, args.size, [
+        "MODEL.WEIGHTS", "", "MODEL.VA.CONTEXT_GRAD", context_grad, "SOLVER.AMP.ENABLED", amp,
+        "SOLVER.IMS_PER_BATCH", args.batch, "DATASETS.TRAIN", ("phantom_train",), "DATASETS.TEST", (),
+        "TEST.EVAL_PERIOD", 0, "DATALOADER.NUM_WORKERS", 0 if args.tiny else 4,
+        "OUTPUT_DIR", os.path.join(root, "train"), "SOLVER.CHECKPOINT_PERIOD", 10**6, "SEED", 0,
+        *(TINY_OPTS if args.tiny else []), *extra,
+    ])
 
 
 def make_data(args, root):
@@ -109,49 +98,19 @@ def _is_oom(error):
 
 def measure_training(args, root, name, bag, amp, context_grad):
     """Median seconds per iteration and peak memory of one variant, stepped as detectron2's AMPTrainer steps."""
-    from detectron2.utils.events import EventStorage
-
-    from volumetric_attention.engine import VATrainer
-
     cfg = make_config(args, root, bag, amp=amp, context_grad=context_grad)
     row = {"variant": name, "bag": bag, "amp": amp, "context_grad": context_grad}
-    cuda = args.device.startswith("cuda")
-    model = optimizer = None
     try:
-        model = VATrainer.build_model(cfg).train()
-        optimizer = VATrainer.build_optimizer(cfg, model)
-        loader = iter(VATrainer.build_train_loader(cfg))
-        scaler = torch.amp.GradScaler("cuda", enabled=amp and cuda)
-        # AMPTrainer's float16 on CUDA; the CPU's autocast runs bfloat16
-        dtype = torch.float16 if cuda else torch.bfloat16
-        times = []
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        with EventStorage(0):
-            for i in range(args.warmup_iters + args.timed_iters):
-                batch = next(loader)
-                sync(args.device)
-                start = time.perf_counter()
-                with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=dtype, enabled=amp):
-                    losses = sum(model(batch).values())
-                if not torch.isfinite(losses):
-                    raise FloatingPointError(f"{name}: loss is {float(losses)} at iteration {i}")
-                optimizer.zero_grad()
-                scaler.scale(losses).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                sync(args.device)
-                if i >= args.warmup_iters:  # warm-up: cuDNN autotuning, allocator growth
-                    times.append(time.perf_counter() - start)
-        row.update(s_per_iter=float(np.median(times)), peak_memory_mb=peak_memory_mb(args.device), status="ok")
+        result = timed_training(cfg, args.warmup_iters, args.timed_iters, amp=amp)
+        row.update(s_per_iter=result["s_per_iter"], peak_memory_mb=result["peak_memory_mb"], status="ok")
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{name}: {e}") from None
     except RuntimeError as e:
         if not _is_oom(e):
             raise
         row.update(s_per_iter=None, peak_memory_mb=None, status="out of memory")
     finally:
-        del model, optimizer
-        if cuda:
+        if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
     return row
 
@@ -244,11 +203,8 @@ def volume_inference(args, root):
         VACheckpointer(build_model(cfg), root).save(f"bag{bag}")
         predictor = VolumePredictor(cfg, path, batch_size=args.batch, progress=False)
         predictor.predict_cache_grid(image[:8])  # warm-up
-        sync(args.device)
-        start = time.perf_counter()
-        predictor.predict_cache_grid(image)
-        sync(args.device)
-        rows.append({"variant": name, "slices_per_s": len(image) / (time.perf_counter() - start)})
+        seconds, _ = timed(lambda: predictor.predict_cache_grid(image), args.device)
+        rows.append({"variant": name, "slices_per_s": len(image) / seconds})
         del predictor
     for row in rows:
         row["x_baseline_time"] = rows[0]["slices_per_s"] / row["slices_per_s"]
@@ -274,11 +230,7 @@ def markdown(results):
 
 def main(argv=None):
     args = parse_args(argv)
-    import volumetric_attention  # noqa: F401  (registers the backbones and datasets)
-    from volumetric_attention.utils.atomic_io import atomic_open
-    from volumetric_attention.utils.cli import setup_cli
-
-    setup_cli(args.threads)
+    cli.setup_cli(args.threads)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"
     results = {"device": device_name, "torch": torch.__version__, "settings": vars(args)}
     start = time.perf_counter()

@@ -55,6 +55,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_cli(log_threads=False)
+    settings_from_args(args)  # a config error stops here, in one line, before a phantom is written
     out, cache, profile = LAYOUTS[args.layout]
     args.out = args.out or os.path.join(datasets_root(), out)
     args.cache = args.cache or os.path.join(datasets_root(), cache)

@@ -20,6 +20,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from volumetric_attention.evaluation import load_results, plot_dice_per_case, plot_froc
+    from volumetric_attention.utils.cli import setup_cli
+
+    setup_cli(log_threads=False)
 
     if len(args.results) > 2:
         parser.error("give one or two result files")

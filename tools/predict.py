@@ -11,11 +11,13 @@ exit status is non-zero if any case failed. Outputs appear atomically.
 """
 import argparse
 import glob
-import logging
 import os
 import sys
 
-from volumetric_attention.utils.cli import add_override_arguments, add_threads_argument, config_overrides, setup_cli
+# first: the package quiets the known third-party notices that importing detectron2 prints
+from volumetric_attention.utils import cli
+from volumetric_attention.utils.overrides import add_override_arguments
+from volumetric_attention.utils.threads import add_threads_argument
 
 
 def expand_inputs(inputs):
@@ -56,14 +58,12 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from volumetric_attention import get_va_cfg
+    cli.setup_cli(args.threads)
+    cfg = cli.config_from_args(args)
     from volumetric_attention.data.volume_io import case_name
     from volumetric_attention.inference import VolumePredictor, write_lesion_report
 
     try:
-        setup_cli(args.threads)
-        cfg = get_va_cfg(args.config_file, config_overrides(args))
         weights = args.weights or cfg.MODEL.WEIGHTS
         predictor = VolumePredictor(
             cfg, weights, batch_size=args.batch_size, use_feature_cache=not args.no_feature_cache,

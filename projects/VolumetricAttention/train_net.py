@@ -10,33 +10,27 @@ A config typo, ``--eval-only`` weights that do not match the config's model exac
 or a cache prepared with other ``INPUT.CT`` settings stop with a one-line error before the model is built.
 """
 # first: the package quiets the known third-party notices that importing detectron2 prints
-from volumetric_attention import get_va_cfg
 from volumetric_attention.data.dataset_checks import DatasetCheckError, check_datasets, datasets_of
 from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer
-from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
 from volumetric_attention.utils import cli
+from volumetric_attention.utils.overrides import add_override_arguments
+from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
+from volumetric_attention.utils.threads import add_threads_argument, set_threads
 
 from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation import verify_results
 
 
-def _one_line(e):
-    return " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
-
-
 def setup(args):
-    try:
-        cfg = get_va_cfg(args.config_file, args.opts)
-    except (AssertionError, KeyError, ValueError, OSError) as e:  # yacs: unknown key, wrong type; a missing file
-        where = args.config_file + (" + command-line options" if args.opts else "")
-        raise SystemExit(f"error: {where}: {_one_line(e)}") from e
+    cfg = cli.load_config(args.config_file, args.opts)  # a config typo: one line
     cli.default_setup(cfg, args)  # detectron2's loggers and log.txt, and the project's own logger
-    cli.set_threads(args.threads)
+    set_threads(args.threads)
     return cfg
 
 
 def main(args):
-    cli.setup_cli(args.threads, log_threads=False)  # in every process: launch() starts fresh ones
+    # in every process (launch() starts fresh ones); the loggers are set up by default_setup, with log.txt
+    cli.setup_cli(args.threads, log_threads=False, log=False)
     cfg = setup(args)
     try:  # before the model is built: otherwise detectron2's traceback, or a data-loader worker's
         check_datasets(cfg, datasets_of(cfg, train=not args.eval_only))
@@ -50,7 +44,7 @@ def main(args):
         try:  # strict: detectron2 would skip mismatched weights with a warning and evaluate a half-loaded model
             load_weights_strict(model, weights)
         except (ValueError, OSError, RuntimeError) as e:
-            raise SystemExit(f"error: {_one_line(e)}") from e
+            raise SystemExit(f"error: {cli.one_line(e)}") from e
         res = VATrainer.test(cfg, model)
         verify_results(cfg, res)
         return res
@@ -58,23 +52,20 @@ def main(args):
     try:
         trainer.resume_or_load(resume=args.resume)
     except CheckpointLoadError as e:  # the same one line as --eval-only gives for MODEL.WEIGHTS or the last checkpoint
-        raise SystemExit(f"error: {_one_line(e)}") from e
+        raise SystemExit(f"error: {cli.one_line(e)}") from e
     return trainer.train()
 
 
 def get_parser():
     parser = default_argument_parser()
-    cli.add_threads_argument(parser)
-    cli.add_override_arguments(parser, positional=False)  # detectron2's parser has the positional KEY VALUE pairs
+    add_threads_argument(parser)
+    add_override_arguments(parser, positional=False)  # detectron2's parser has the positional KEY VALUE pairs
     return parser
 
 
 if __name__ == "__main__":
     args = get_parser().parse_args()
-    try:
-        args.opts = cli.config_overrides(args)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    args.opts = cli.overrides_from_args(args)
     print("Command Line Args:", args)
     launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
            dist_url=args.dist_url, args=(args,))

@@ -49,8 +49,9 @@ def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_pat
     model = build_model(get_va_cfg(str(CONFIG), opts))
     VACheckpointer(model, str(tmp_path)).save("model_final")
     out = tmp_path / "stats.json"
-    code = load_tool("attention_stats").main(["--config-file", str(CONFIG), "--num-slices", "6", "--json", str(out)]
-                                             + opts + ["MODEL.WEIGHTS", str(tmp_path / "model_final.pth")])
+    tool = load_tool("attention_stats")
+    code = tool.main(["--config-file", str(CONFIG), "--num-slices", "6", "--json", str(out)] + opts
+                     + ["MODEL.WEIGHTS", str(tmp_path / "model_final.pth")])
     assert code == 0
     stats = json.loads(out.read_text())
     assert stats["dataset"] == "phantom_val" and stats["slices"] >= 1
@@ -59,10 +60,11 @@ def test_gates_at_initialisation_equal_sigmoid_of_the_bias(phantom_root, tmp_pat
     assert "spatial_gate_lesion" in stats["levels"]["p2"]  # coarse levels may have no cell centred on a lesion
     for values in stats["levels"].values():
         # the last gate convs start with tiny weights: every gate is sigmoid(bias) up to ~1e-2
-        assert abs(values["channel_gate"] - expected) < 0.01
-        gates = [values[k] for k in values if k.startswith("spatial_gate_")]
+        gates = [values[f"spatial_gate_{r}"] for r in tool.REGIONS if f"spatial_gate_{r}" in values]
         assert gates and all(abs(g - expected) < 0.01 for g in gates)
         for kind in ("channel", "spatial"):
+            # what VAStatsHook records in training, over the same slices
+            assert abs(values[f"{kind}_gate_mean"] - expected) < 0.01 and 0.0 <= values[f"{kind}_gate_std"] < 0.01
             assert 1.0 / 3 - 1e-6 <= values[f"{kind}_max_weight"] <= 1.0 + 1e-6
             assert 0.0 <= values[f"{kind}_target_weight"] <= values[f"{kind}_max_weight"] + 1e-6
             assert 0.0 <= values[f"{kind}_context_positive"] <= 1.0

@@ -44,6 +44,7 @@ from scipy import ndimage
 from scipy.spatial.distance import pdist, squareform
 
 from ..utils.atomic_io import atomic_open, write_text_atomic
+from ..utils.progress import progress_bar
 from .cache import INDEX_FILE, read_json
 from .deeplesion import HU_OFFSET
 from .phantoms import PROFILES, make_phantom
@@ -282,10 +283,8 @@ def write_deeplesion_phantoms(out_dir, num_series: int = 30, seed: int = 0, prof
     marker = {"layout": "deeplesion", "num_series": num_series, "seed": seed, "profile": profile,
               "noisy_share": noisy_share, "series": {p["series"]: p for p in plans}}
     write_text_atomic(os.path.join(out_dir, MARKER_FILE), json.dumps(marker, indent=1))
-    from tqdm import tqdm
-
     rows = []
-    with tqdm(total=len(plans), desc="DeepLesion phantoms", disable=not progress) as bar:
+    with progress_bar(total=len(plans), desc="DeepLesion phantoms", unit="series", disable=not progress) as bar:
         if workers > 1 and len(plans) > 1:
             with ProcessPoolExecutor(max_workers=workers) as pool:
                 for series_rows in pool.map(_write_series, plans, [out_dir] * len(plans)):

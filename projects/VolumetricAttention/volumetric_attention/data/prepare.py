@@ -7,9 +7,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from tqdm import tqdm
-
-from ..utils.cli import add_override_arguments, config_overrides
+from ..utils.cli import load_config, overrides_from_args
+from ..utils.overrides import add_override_arguments
+from ..utils.progress import progress_bar
 from .cache import (META_FILE, case_is_complete, read_json, remove_stale_temp_dirs, settings_mismatch, write_index)
 
 __all__ = ["PrepareJob", "PrepareResult", "run_prepare", "one_line", "report", "report_splits"]
@@ -83,7 +83,7 @@ def run_prepare(jobs: List[PrepareJob], fn: Callable[[PrepareJob], None], cache_
         logger.info(f"{len(skipped)} case(s) already prepared with these settings, skipped")
     done, failed = [], []
     by_id = {j.case_id: j for j in todo}
-    progress = tqdm(total=len(todo), desc=desc, file=stream, disable=not todo)
+    progress = progress_bar(total=len(todo), desc=desc, unit="case", file=stream, disable=not todo)
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
             try:
@@ -164,13 +164,12 @@ def add_common_arguments(parser, default_workers: int = 1):
 
 
 def settings_from_args(args, default_hu_window=None, default_slice_spacing=None):
-    """(hu_window, slice_spacing) from ``--config-file``/opts (through ``get_va_cfg``), overridden by CLI flags.
+    """(hu_window, slice_spacing, cfg) from ``--config-file``/opts, overridden by CLI flags; a config error ends the
+    process with one line (:func:`~volumetric_attention.utils.cli.load_config`).
 
     ``default_*`` apply only when no config file is given (DeepLesion's defaults differ from LiTS's)."""
-    from ..config import get_va_cfg
-
-    opts = config_overrides(args)
-    cfg = get_va_cfg(args.config_file or None, opts)
+    opts = overrides_from_args(args)
+    cfg = load_config(args.config_file or None, opts)
     hu_window = list(cfg.INPUT.CT.HU_WINDOW)
     slice_spacing = float(cfg.INPUT.CT.SLICE_SPACING)
     if not args.config_file and not opts:

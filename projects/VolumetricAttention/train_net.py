@@ -5,19 +5,20 @@
         [KEY VALUE ...] [--opts KEY VALUE ...]
     python projects/VolumetricAttention/train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
 
-``--num-gpus N`` starts N processes (NCCL on GPUs; gloo on the CPU when CUDA is absent).
-A config typo, ``--eval-only`` weights that do not match the config's model exactly, an empty or unprepared dataset,
-or a cache prepared with other ``INPUT.CT`` settings stop with a one-line error before the model is built.
+``--num-gpus N`` starts N processes (NCCL on GPUs; gloo on the CPU when CUDA is absent); a process's one-line error
+ends the run with that line. A config typo, ``--eval-only`` weights that do not match the config's model exactly, an
+empty or unprepared dataset, or a cache prepared with other ``INPUT.CT`` settings stop with a one-line error before
+the model is built.
 """
 # first: the package quiets the known third-party notices that importing detectron2 prints
 from volumetric_attention.data.dataset_checks import DatasetCheckError, check_datasets, datasets_of
-from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer
+from volumetric_attention.engine import CheckpointLoadError, VACheckpointer, VATrainer, launch
 from volumetric_attention.utils import cli
 from volumetric_attention.utils.overrides import add_override_arguments
 from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
 from volumetric_attention.utils.threads import add_threads_argument, set_threads
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
 

@@ -20,3 +20,16 @@ def test_two_gloo_processes_train_and_write_model_final(phantom_root, tmp_path):
     assert ckpt["iteration"] == 2
     assert not any(k.startswith("module.") for k in ckpt["model"])  # saved unwrapped from DDP
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_a_worker_error_ends_the_run_in_its_one_line(tmp_path):
+    """A config typo stops both gloo processes: the run ends with the worker's line, not torch's
+    ProcessExitedException traceback."""
+    proc = _runs.run_train_net(["SOLVER.BASE_LRR", "1", "OUTPUT_DIR", tmp_path / "out"], ["--num-gpus", "2"],
+                               phantom_root=tmp_path, timeout=240)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert _runs.last_line(proc.stderr) == (f"error: {_runs.VA_CONFIG} + command-line options: "
+                                            "Non-existent key: SOLVER.BASE_LRR")
+    assert proc.stderr.count("Non-existent key") == 1  # once, by the parent

@@ -1,6 +1,15 @@
-"""DistributedDataParallel that also works for CPU processes over gloo."""
+"""Several processes: DistributedDataParallel that also works for CPU processes over gloo, and detectron2's launch
+with a worker's one-line error as the run's last line."""
+import os
+import sys
+import tempfile
+
 from detectron2.engine import defaults
+from detectron2.engine import launch as _d2_launch
 from detectron2.utils import comm
+from torch.multiprocessing import ProcessExitedException
+
+__all__ = ["create_ddp_model", "launch"]
 
 
 def create_ddp_model(model, **kwargs):
@@ -15,3 +24,53 @@ def create_ddp_model(model, **kwargs):
 
 
 _d2_create_ddp_model = defaults.create_ddp_model
+
+
+def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
+    """detectron2's ``launch``, except that a worker process that stops with a one-line error
+    (``SystemExit("error: ...")``) ends the run with that line (``SystemExit`` of the parent) instead of torch's
+    ``ProcessExitedException`` traceback. With one process ``main_func`` runs in this one, as in detectron2.
+    """
+    if num_gpus_per_machine * num_machines <= 1:
+        return _d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args)
+    with tempfile.TemporaryDirectory(prefix="va_launch_") as errors:
+        try:
+            return _d2_launch(_OneLineErrors(main_func, errors), num_gpus_per_machine, num_machines, machine_rank,
+                              dist_url, args)
+        except ProcessExitedException as e:
+            message = _read_error(errors, e.error_index)
+            if message is None:
+                raise
+            raise SystemExit(message) from None
+
+
+class _OneLineErrors:
+    """``main_func`` in a worker process: a ``SystemExit`` with a message is written to ``<errors>/<local rank>``
+    for the parent to end with, and the worker exits with status 1 without printing it."""
+
+    def __init__(self, main_func, errors: str):
+        self.main_func = main_func
+        self.errors = errors
+
+    def __call__(self, *args):
+        try:
+            return self.main_func(*args)
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                raise
+            with open(_error_path(self.errors, comm.get_local_rank()), "w", encoding="utf-8") as f:
+                f.write(str(e.code))
+            sys.stdout.flush()
+            raise SystemExit(1) from None
+
+
+def _error_path(errors, local_rank):
+    return os.path.join(errors, str(local_rank))
+
+
+def _read_error(errors, local_rank):
+    try:
+        with open(_error_path(errors, local_rank), "r", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None

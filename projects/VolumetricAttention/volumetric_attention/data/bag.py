@@ -34,10 +34,13 @@ def make_bag_array(volume_zyx: np.ndarray, z: int, bag_size: int) -> np.ndarray:
         detectron2 transforms and ``DefaultPredictor`` take images).
     """
     idx = bag_slice_indices(z, volume_zyx.shape[0], bag_size)
-    # only the distinct slices are read from a memmap; repeats (clamping) are expanded by the indexing below
+    # only the distinct slices are read from a memmap (or a slice store)
     unique, inverse = np.unique(idx, return_inverse=True)
     slices = np.asarray(volume_zyx[unique])
+    if len(unique) < len(idx):
+        # a bag clamped at a volume end repeats slices; elsewhere the (sorted) indices are the distinct ones
+        slices = slices[inverse]
     out = np.empty(slices.shape[1:] + (len(idx),), dtype=np.float32)
-    # one pass: gather, HWC layout, float32 conversion and scaling together
-    np.multiply(slices[inverse].transpose(1, 2, 0), np.float32(PIXEL_SCALE), out=out)
+    # one pass: HWC layout, float32 conversion and scaling together
+    np.multiply(slices.transpose(1, 2, 0), np.float32(PIXEL_SCALE), out=out)
     return out

@@ -12,6 +12,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..utils.progress import progress_bar
+
 __all__ = ["PROFILES", "make_phantom", "write_phantom", "write_phantom_dataset"]
 
 AIR, FAT, SOFT_TISSUE, LIVER, SPLEEN, KIDNEY, BONE, MARROW = -1000.0, -100.0, 40.0, 60.0, 50.0, 150.0, 700.0, 250.0
@@ -78,6 +80,51 @@ def _ellipsoid(zz, yy, xx, centre, radii):
             + ((xx - centre[2]) / radii[2]) ** 2) <= 1.0
 
 
+def _bounds(flags):
+    """The slice from the first to the last True of a 1-D boolean array (empty without one)."""
+    inside = np.flatnonzero(flags)
+    return slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0)
+
+
+def _span(coord, centre, radius):
+    """The index range along one axis where ``((coord - centre) / radius) ** 2 <= 1``: no voxel outside it can
+    pass :func:`_ellipsoid`'s test, whose sum of three such non-negative terms is at least each of them."""
+    return _bounds((((coord - centre) / radius) ** 2 <= 1.0).ravel())
+
+
+def _ellipsoid_in_box(zz, yy, xx, centre, radii):
+    """:func:`_ellipsoid` computed only inside its bounding box: (box, the mask on the box's voxels)."""
+    box = tuple(_span(c, m, r) for c, m, r in zip((zz, yy, xx), centre, radii))
+    return box, _ellipsoid(zz[box[0]], yy[:, box[1]], xx[:, :, box[2]], centre, radii)
+
+
+def _depths(mask, sampling):
+    """The voxels of ``mask`` (flat indices in row-major order) and their distances to the nearest voxel outside
+    it, in mm: ``ndimage.distance_transform_edt(mask, sampling)`` at those voxels, computed by its arithmetic from
+    its feature transform, but for them alone."""
+    nearest = ndimage.distance_transform_edt(mask, sampling=sampling, return_distances=False, return_indices=True)
+    voxels = np.flatnonzero(mask)
+    squares = []
+    for axis, (position, step) in enumerate(zip(np.unravel_index(voxels, mask.shape), sampling)):
+        offset = (nearest[axis].ravel()[voxels] - position).astype(np.float64) * np.float64(step)
+        squares.append(offset * offset)
+    return voxels, np.sqrt(squares[0] + squares[1] + squares[2])
+
+
+def _grown(box, shape, margin=1):
+    """``box`` grown by ``margin`` voxels on every side, within a volume of ``shape``."""
+    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n)) for b, n in zip(box, shape))
+
+
+def _union(a, b):
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _inner(outer, box):
+    """``box`` (full-volume slices inside ``outer``) as slices of the sub-volume ``outer``."""
+    return tuple(slice(b.start - o.start, b.stop - o.start) for o, b in zip(outer, box))
+
+
 def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
                  noise_hu: Optional[float] = None,
                  profile: str = "abdomen") -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
@@ -112,40 +159,58 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     yy = ((np.arange(h, dtype=np.float32) - h / 2) * sy)[None, :, None]
     xx = ((np.arange(w, dtype=np.float32) - w / 2) * sx)[None, None, :]
     fov_y, fov_x, length = h * sy, w * sx, z_n * sz
+    # Each structure is computed only where it can be: the body and the spine in one slice (they are the same in
+    # every slice), an organ or a lesion inside its bounding box, a vessel inside the liver's. Every voxel is
+    # computed by the same arithmetic as over the whole volume, so a phantom is the same to the bit, only faster.
 
-    hu = np.full((z_n, h, w), AIR, dtype=np.float32)
+    # one slice of what is the same in every slice, then the volume
+    section = np.full((h, w), AIR, dtype=np.float32)
     # body: elliptic cylinder with a subcutaneous fat rim
     body_ax, body_ay = 0.44 * fov_x * rng.uniform(0.9, 1.0), 0.36 * fov_y * rng.uniform(0.9, 1.0)
-    body_r = (xx / body_ax) ** 2 + (yy / body_ay) ** 2 + 0 * zz
-    hu[body_r <= 1.0] = FAT
-    hu[body_r <= 0.85 ** 2] = SOFT_TISSUE
+    body_r = ((xx / body_ax) ** 2 + (yy / body_ay) ** 2)[0]
+    section[body_r <= 1.0] = FAT
+    section[body_r <= 0.85 ** 2] = SOFT_TISSUE
 
     # spine (posterior midline) with cortex and marrow
     spine_y, spine_r = 0.22 * fov_y, 0.06 * fov_x
-    spine_d = np.sqrt(xx ** 2 + (yy - spine_y) ** 2) + 0 * zz
-    hu[spine_d <= spine_r] = BONE
-    hu[spine_d <= 0.7 * spine_r] = MARROW
+    spine_d = np.sqrt(xx ** 2 + (yy - spine_y) ** 2)[0]
+    section[spine_d <= spine_r] = BONE
+    section[spine_d <= 0.7 * spine_r] = MARROW
+    hu = np.empty((z_n, h, w), dtype=np.float32)
+    hu[:] = section
 
     # kidneys either side of the spine, spleen on the patient's left (image right)
     for side in (-1, 1):
         c = (length * rng.uniform(0.45, 0.6), spine_y - 0.02 * fov_y, side * 0.17 * fov_x)
-        hu[_ellipsoid(zz, yy, xx, c, (max(length * 0.3, 2 * sz), 0.06 * fov_y, 0.045 * fov_x))] = KIDNEY
+        box, mask = _ellipsoid_in_box(zz, yy, xx, c, (max(length * 0.3, 2 * sz), 0.06 * fov_y, 0.045 * fov_x))
+        hu[box][mask] = KIDNEY
     spleen_c = (length * rng.uniform(0.5, 0.7), 0.05 * fov_y, 0.27 * fov_x)
-    hu[_ellipsoid(zz, yy, xx, spleen_c, (max(length * 0.3, 2 * sz), 0.1 * fov_y, 0.06 * fov_x))] = SPLEEN
+    box, mask = _ellipsoid_in_box(zz, yy, xx, spleen_c, (max(length * 0.3, 2 * sz), 0.1 * fov_y, 0.06 * fov_x))
+    hu[box][mask] = SPLEEN
 
     # liver: two overlapping ellipsoids on the patient's right (image left), covering most slices
-    liver = _ellipsoid(zz, yy, xx, (length * 0.5, -0.03 * fov_y, -0.16 * fov_x),
-                       (length * rng.uniform(0.42, 0.5), 0.2 * fov_y, 0.16 * fov_x))
-    liver |= _ellipsoid(zz, yy, xx, (length * rng.uniform(0.55, 0.65), -0.1 * fov_y, 0.0),
-                        (length * 0.3, 0.1 * fov_y, 0.12 * fov_x))
+    liver = np.zeros((z_n, h, w), dtype=bool)
+    box_a, mask_a = _ellipsoid_in_box(zz, yy, xx, (length * 0.5, -0.03 * fov_y, -0.16 * fov_x),
+                                      (length * rng.uniform(0.42, 0.5), 0.2 * fov_y, 0.16 * fov_x))
+    box_b, mask_b = _ellipsoid_in_box(zz, yy, xx, (length * rng.uniform(0.55, 0.65), -0.1 * fov_y, 0.0),
+                                      (length * 0.3, 0.1 * fov_y, 0.12 * fov_x))
+    liver[box_a] = mask_a
+    liver[box_b] |= mask_b
     liver &= body_r <= 0.8 ** 2
-    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, size=liver.shape).astype(np.float32), sigma=(1, 2, 2))
+    # standard normal draws: rng.normal(0, scale) draws the same numbers and returns 0 + scale x; one buffer serves
+    # the texture and the noise
+    draws = rng.standard_normal(size=liver.shape)
+    texture = ndimage.gaussian_filter(draws.astype(np.float32), sigma=(1, 2, 2))
     texture *= 8.0 / max(float(texture.std()), 1e-6)
-    hu[liver] = LIVER + texture[liver]
-    labels = liver.astype(np.uint8)
+    # the liver's bounding box (of its two ellipsoids), and every view of the volumes on it
+    lbox = _union(box_a, box_b)
+    liver_b, hu_b, labels = liver[lbox], hu[lbox], liver.astype(np.uint8)
+    texture_b = texture[lbox]
+    hu_b[liver_b] = LIVER + texture_b[liver_b]
 
     # vessels: thin tubes along z with a slow in-plane drift, lesion-like intensity, labelled liver
-    liver_idx = np.argwhere(liver)
+    liver_idx = np.argwhere(liver_b) + [b.start for b in lbox]
+    yy_b, xx_b = yy[:, lbox[1]], xx[:, :, lbox[2]]
     lo, hi = prof["vessels"]
     for _ in range(int(rng.integers(lo, hi + 1))):
         y0, x0 = liver_idx[rng.integers(len(liver_idx))][1:]
@@ -159,47 +224,67 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
             period, phase = rng.uniform(40.0, 90.0), rng.uniform(0.0, 2 * np.pi)
             cy = cy + amplitude[0] * np.sin(2 * np.pi * zz / period + phase)
             cx = cx + amplitude[1] * np.cos(2 * np.pi * zz / period + phase)
-        tube = ((yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2) & liver
-        hu[tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture[tube] * 0.5
+        cy, cx = cy[lbox[0]], cx[lbox[0]]
+        # the rows and columns the tube passes through in some slice (each of the two terms is at most the sum)
+        rows = ((yy_b - cy) ** 2 <= radius ** 2).any(axis=0).ravel()
+        cols = ((xx_b - cx) ** 2 <= radius ** 2).any(axis=0).ravel()
+        tbox = (slice(None), _bounds(rows), _bounds(cols))
+        tube = ((yy_b[:, tbox[1]] - cy) ** 2 + (xx_b[:, :, tbox[2]] - cx) ** 2 <= radius ** 2) & liver_b[tbox]
+        hu_b[tbox][tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture_b[tbox][tube] * 0.5
 
-    # lesions: ellipsoids, small and larger, hypo- or hyper-dense, kept inside the liver
-    depth = ndimage.distance_transform_edt(liver, sampling=(sz, sy, sx))
+    # lesions: ellipsoids, small and larger, hypo- or hyper-dense, kept inside the liver. The depth (distance to
+    # the nearest voxel outside the liver) on the liver's box grown by one voxel of background is the whole
+    # volume's: a nearest outside voxel beyond that border would have one on the border nearer.
+    dbox = _grown(lbox, liver.shape)
+    dshape = tuple(b.stop - b.start for b in dbox)
+    liver_voxels, liver_depths = _depths(liver[dbox], (sz, sy, sx))
+    depth_max = liver_depths.max()
     (s_lo, s_hi), (l_lo, l_hi) = prof["small_lesions"], prof["large_lesions"]
     diameters = np.concatenate([rng.uniform(*prof["small_lesion_diameter_mm"], size=int(rng.integers(s_lo, s_hi + 1))),
                                 rng.uniform(*prof["large_lesion_diameter_mm"], size=int(rng.integers(l_lo, l_hi + 1)))])
     lesion_budget = prof.get("max_lesion_share", np.inf) * liver.sum()
     for d in diameters:
         r = d / 2
-        inside = np.argwhere(depth >= min(r, depth.max() * 0.8))
-        cz, cy, cx = inside[rng.integers(len(inside))]
+        inside = liver_voxels[liver_depths >= min(r, depth_max * 0.8)]
+        # numpy integers, as np.argwhere gives them: the centre's arithmetic below stays float64
+        cz, cy, cx = (i + b.start for i, b in zip(np.unravel_index(inside[rng.integers(len(inside))], dshape), dbox))
         radii = r * rng.uniform(0.8, 1.2, size=3)
-        les = _ellipsoid(zz, yy, xx, (cz * sz, (cy - h / 2) * sy, (cx - w / 2) * sx), radii) & liver
+        box, les = _ellipsoid_in_box(zz, yy, xx, (cz * sz, (cy - h / 2) * sy, (cx - w / 2) * sx), radii)
+        les &= liver[box]
         if not les.any():
             # a lesion thinner than a slice still shows in its centre voxel
-            les = np.zeros_like(liver)
-            les[cz, cy, cx] = True
-        if (labels == 2).sum() + les.sum() > lesion_budget:
+            box = (slice(cz, cz + 1), slice(cy, cy + 1), slice(cx, cx + 1))
+            les = np.ones((1, 1, 1), dtype=bool)
+        if np.isfinite(lesion_budget) and np.count_nonzero(labels == 2) + les.sum() > lesion_budget:
             continue
-        if prof.get("separate_lesions") and (ndimage.binary_dilation(les) & (labels == 2)).any():
-            continue  # touching lesions would merge into one component larger than either
-        hu[les] = (HYPER if rng.random() < 0.5 else HYPO) + texture[les] * 0.5
-        labels[les] = 2
+        if prof.get("separate_lesions"):
+            # touching lesions would merge into one component larger than either
+            grown = _grown(box, liver.shape)
+            around = np.zeros([g.stop - g.start for g in grown], dtype=bool)
+            around[_inner(grown, box)] = les
+            if (ndimage.binary_dilation(around) & (labels[grown] == 2)).any():
+                continue
+        hu[box][les] = (HYPER if rng.random() < 0.5 else HYPO) + texture[box][les] * 0.5
+        labels[box][les] = 2
 
-    hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
+    # the noise is drawn for the whole volume (the same random numbers) and added where the phantom is kept
+    noise = rng.standard_normal(out=draws)
+    noise *= noise_hu
     crop = prof.get("crop_px")
     if crop and (h > crop or w > crop):
-        hu, labels = _crop_around(hu, labels, liver.any(axis=0), min(crop, h), min(crop, w))
+        window = _crop_window(liver.any(axis=0), min(crop, h), min(crop, w))
+        hu, labels, noise = np.ascontiguousarray(hu[window]), np.ascontiguousarray(labels[window]), noise[window]
+    hu += noise.astype(np.float32)
     return hu, labels, (sz, sy, sx)
 
 
-def _crop_around(hu, labels, mask_yx, crop_h, crop_w):
+def _crop_window(mask_yx, crop_h, crop_w):
     """The (crop_h, crop_w) in-plane window centred on the bounding box of ``mask_yx``, shifted inside the slice."""
     ys, xs = np.nonzero(mask_yx)
     h, w = mask_yx.shape
     y0 = int(np.clip((ys.min() + ys.max() + 1) // 2 - crop_h // 2, 0, h - crop_h))
     x0 = int(np.clip((xs.min() + xs.max() + 1) // 2 - crop_w // 2, 0, w - crop_w))
-    window = (slice(None), slice(y0, y0 + crop_h), slice(x0, x0 + crop_w))
-    return np.ascontiguousarray(hu[window]), np.ascontiguousarray(labels[window])
+    return slice(None), slice(y0, y0 + crop_h), slice(x0, x0 + crop_w)
 
 
 def write_phantom(hu: np.ndarray, labels: np.ndarray, spacing_zyx, volume_path, segmentation_path):
@@ -220,11 +305,7 @@ def write_phantom_dataset(out_dir, num_cases: int = 8, seed: int = 0, shape=None
     Case K uses seed ``seed * 100003 + K``, so cases are independent of ``num_cases``. Returns the written paths.
     """
     os.makedirs(out_dir, exist_ok=True)
-    cases = range(num_cases)
-    if progress:
-        from tqdm import tqdm
-
-        cases = tqdm(cases, desc="phantoms")
+    cases = progress_bar(range(num_cases), desc="phantoms", unit="case", disable=not progress)
     paths = []
     for k in cases:
         hu, labels, spacing_k = make_phantom(seed * 100003 + k, shape=shape, spacing=spacing, profile=profile)

@@ -56,7 +56,7 @@ def test_2d_checkpoint_loads_with_only_the_fusion_convs_missing(tiny_cfg, tmp_pa
     DetectionCheckpointer(baseline, str(tmp_path)).save("baseline_2d")
     model = build_model(tiny_cfg(DETECTOR, THREEDCE))
     checkpointer = DetectionCheckpointer(model)
-    incompatible = checkpointer._load_model(torch.load(str(tmp_path / "baseline_2d.pth"), weights_only=False))
+    incompatible = checkpointer._load_model(torch.load(str(tmp_path / "baseline_2d.pth"), weights_only=True))
     missing = set(incompatible.missing_keys)
     assert not incompatible.unexpected_keys and not incompatible.incorrect_shapes
     assert missing and all(k.startswith("backbone.va.") and ".reduce." in k for k in missing)

@@ -54,8 +54,8 @@ def test_cached_and_naive_predictions_are_equal(tiny_model_files, ct_path, monke
     # 14 slices of 2.5 mm resampled to 2 mm -> 17 cache slices; bag of 3 images 3 slices apart
     num_slices = 17
     assert naive.backbone_images == num_slices * 3
-    # one extra image clamped at each end, and each of those once more where a pass over z mod 3 ends at it again
-    assert cached.backbone_images == num_slices + 2 + 2
+    # one image per slice and one extra image clamped at each end, each computed once
+    assert cached.backbone_images == num_slices + 2
     # negative control: with context images one slice off, the same comparisons see the difference
     monkeypatch.setattr(volume_predictor_module, "CaseLoop", ShiftedContextLoop)
     _, shifted_features, shifted_outputs = _predict(
@@ -78,8 +78,9 @@ def test_semantic_fpn_cache_matches_naive(ct_path, tmp_path, monkeypatch):
         VolumePredictor(cfg, use_feature_cache=False, progress=False), ct_path)
     assert_same_features(cached_features, naive_features)
     assert_same_outputs(cached_outputs, naive_outputs)  # every slice's logits
-    # the lesion score is the lesion class's softmax probability: the logits agree, not just their argmax
-    np.testing.assert_allclose(cached.lesion_score, naive.lesion_score, atol=1e-5, rtol=0)
+    # the lesion score is the lesion class's softmax probability: the logits agree, not just their argmax. Float
+    # rounding alone moves it by up to about 1.5e-5 (measured with seeds 1-4), a shifted bag by more than 1e-3 (below)
+    np.testing.assert_allclose(cached.lesion_score, naive.lesion_score, atol=1e-4, rtol=0)
     np.testing.assert_array_equal(cached.labels, naive.labels)
     assert cached.backbone_images < naive.backbone_images
     monkeypatch.setattr(volume_predictor_module, "CaseLoop", ShiftedContextLoop)

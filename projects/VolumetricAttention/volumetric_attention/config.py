@@ -95,8 +95,8 @@ def add_va_config(cfg):
     # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False:
     # detectron2's per-slice inference_on_dataset.
     _C.TEST.CT.CASE_LEVEL = True
-    # Target slices per forward pass of case-level evaluation; the feature cache then holds N + this - 1 images per FPN
-    # level.
+    # Target slices per forward pass of case-level evaluation; the feature cache then holds at most N + this + 1 images
+    # per FPN level.
     _C.TEST.CT.CASE_BATCH_SIZE = 1
 
 

@@ -67,7 +67,7 @@ def inference_on_cases(model, dataset_dicts: List[dict], evaluator, mapper, batc
         evaluator: a ``DatasetEvaluator`` or a list of them; gets ``process(dicts, outputs)`` per batch of slices.
         mapper: the test-time :class:`~volumetric_attention.data.VolumetricDatasetMapper` of the per-slice path:
             its bag size, augmentations and cache checks are used, so both paths see the same pixels.
-        batch_size: target slices per forward pass (B); the feature cache holds at most N + B - 1 images.
+        batch_size: target slices per forward pass (B); the feature cache holds at most N + B + 1 images.
         log_period: seconds between progress lines (percent of cases and slices done, speed, ETA).
     Returns:
         what ``evaluator.evaluate()`` returns (``{}`` where it returns None, e.g. on non-main processes).

@@ -6,8 +6,10 @@ Shared by :class:`~volumetric_attention.inference.VolumePredictor` (new volumes)
 Order of the targets: a bag's images are centred 3 slices apart, so target z shares N - 1 images with z + 3 and none
 with z + 1 or z + 2. The loop therefore makes three passes, one per ``z mod 3``, alternately upwards and downwards
 (the turn keeps the images clamped at a volume end). Within a pass, a batch of B consecutive targets needs N + B - 1
-images, and only those stay in the feature cache: it holds at most N + B - 1 images' features per FPN level at a
-time, N with one target per batch, however long the case.
+images. An image stays in the feature cache until the last batch that uses it: the images of a pass leave with it,
+while the two images clamped at the volume's ends (slices 0, 0, 0 and Z-1, Z-1, Z-1), which the passes share, stay
+from their first use to their last. Each image of a case is thus computed once, and the cache holds at most
+N + B + 1 images' features per FPN level at a time (N + 2 with one target per batch), however long the case.
 """
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -45,8 +47,8 @@ class CaseLoop:
     Each target's input is its bag of N 2.5D images (:func:`bag_slice_indices`), each image resized on its own by the
     test-time augmentations, as :class:`~volumetric_attention.data.VolumetricDatasetMapper` does, and packed into
     channels. With the feature cache (a VA-FPN backbone: ``extract_features`` / ``attend``) each image's backbone
-    features are computed once and kept while a later batch still needs them (see the module docstring); without
-    it the model runs on the packed bags, N backbone passes per target.
+    features are computed once and kept until the last batch that needs them (at most N + B + 1 images; see the
+    module docstring); without it the model runs on the packed bags, N backbone passes per target.
 
     Args:
         model: a detectron2 meta-architecture in eval mode (GeneralizedRCNN, RetinaNet, SemanticSegmentor).
@@ -96,6 +98,8 @@ class CaseLoop:
             cache = BagFeatureCache(model.backbone, model.pixel_mean[:3], model.pixel_std[:3], self.batch_size)
         self.backbone_images = self.peak_cached_images = 0
         keys_of = {z: self._image_keys(z, num_slices) for batch in batches for z in batch}
+        # the index of the last batch that uses each image: it is dropped after that batch, and never recomputed
+        last_use = {k: i for i, batch in enumerate(batches) for z in batch for k in keys_of[z]}
 
         def load(key: Key) -> torch.Tensor:
             # the mapper's make_bag_array: float32 on the 0..255 scale, then the transform per 2.5D image
@@ -120,9 +124,8 @@ class CaseLoop:
                 with backbone_output(model.backbone, features):
                     outputs = model(inputs)
                 self.backbone_images = cache.backbone_images
-            # keep only what the next batch needs: the cache's memory bound (module docstring)
-            keep = {k for z in batches[i + 1] for k in keys_of[z]} if i + 1 < len(batches) else set()
-            images = {k: v for k, v in images.items() if k in keep}
+            # keep only what a later batch needs: the cache's memory bound (module docstring)
+            images = {k: v for k, v in images.items() if last_use[k] > i}
             if cache is not None:
-                cache.evict(lambda k: k in keep)
+                cache.evict(lambda k: last_use[k] > i)
             yield batch, outputs

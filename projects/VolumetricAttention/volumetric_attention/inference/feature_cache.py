@@ -2,7 +2,9 @@
 
 A target's bag holds N 2.5D images whose centres are 3 slices apart, so targets z and z+3 share N-1 of them.
 Naive inference runs the backbone on all N images of every bag (N backbone passes per slice); with this cache a
-volume of Z slices costs about Z + 3(N-1) passes however large N is.
+volume of Z slices costs Z + 2 passes however large N is (one image per slice, and the two images clamped at the
+volume's ends). :class:`~volumetric_attention.inference.case_loop.CaseLoop` keeps at most N + B + 1 images in it
+for batches of B targets.
 """
 import contextlib
 

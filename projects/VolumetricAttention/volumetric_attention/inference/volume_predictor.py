@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from tqdm import tqdm
 
 from ..config import bag_size_from_cfg
 from ..data.preprocessing import preprocess_volume
 from ..data.volume_io import Geometry, read_volume, write_label_volume
+from ..utils.progress import progress_bar
 from ..utils.tensor_checkpoint import load_weights_strict
 from .case_loop import CaseLoop
 from .lesion_report import lesion_report
@@ -55,14 +55,15 @@ class VolumePredictor:
     With ``use_feature_cache`` (default) each 2.5D image's backbone features are computed once per volume and reused
     for every target whose bag contains it (the VA-FPN backbone's ``extract_features`` / ``attend``); the naive path
     runs the backbone on all N images of every bag. Both give the same output. The loop is :class:`CaseLoop`, the one
-    case-level evaluation runs too; its cache holds at most N + ``batch_size`` - 1 images' features at a time.
+    case-level evaluation runs too; its cache holds at most N + ``batch_size`` + 1 images' features at a time.
 
     Args:
         cfg: a config from :func:`volumetric_attention.get_va_cfg`.
         weights: checkpoint path; defaults to ``cfg.MODEL.WEIGHTS``. Every model parameter must be in it.
         batch_size: target slices per forward pass.
         use_feature_cache: reuse backbone features across overlapping bags.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (:func:`~volumetric_attention.utils.progress.progress_bar`: live on a
+            terminal, a few plain lines in a log).
     """
 
     def __init__(self, cfg, weights=None, batch_size=4, use_feature_cache=True, progress=True):
@@ -113,13 +114,13 @@ class VolumePredictor:
         labels = np.zeros((num_slices, height, width), np.uint8)
         lesion_score = np.zeros((num_slices, height, width), np.float32)
         loop = CaseLoop(self.model, self.bag_size, [self.resize], self.batch_size, self.use_feature_cache)
-        bar = tqdm(total=num_slices, desc=name or "volume", unit="slice", disable=not self.progress, leave=False)
-        for targets, outputs in loop.run(image_zyx):
-            for z, output in zip(targets, outputs):
-                labels[z] = output_to_label_slice(output, self.score_thresh, self.lesion_in_liver, height, width)
-                lesion_score[z] = _lesion_score_slice(output, self.score_thresh, height, width)
-            bar.update(len(targets))
-        bar.close()
+        with progress_bar(total=num_slices, desc=name or "volume", unit="slice", disable=not self.progress,
+                          leave=False) as bar:
+            for targets, outputs in loop.run(image_zyx):
+                for z, output in zip(targets, outputs):
+                    labels[z] = output_to_label_slice(output, self.score_thresh, self.lesion_in_liver, height, width)
+                    lesion_score[z] = _lesion_score_slice(output, self.score_thresh, height, width)
+                bar.update(len(targets))
         return labels, lesion_score, loop.backbone_images
 
 

@@ -3,7 +3,6 @@ or logits, and metrics, with a shifted bag as the negative control."""
 import csv
 import json
 import logging
-import os
 from unittest import mock
 
 import numpy as np
@@ -21,19 +20,11 @@ from volumetric_attention.engine import VACheckpointer, VATrainer
 from volumetric_attention.engine import trainer as trainer_module
 from volumetric_attention.evaluation import LiTSEvaluator, split_cases
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-
-
 @pytest.fixture(scope="module")
-def phantom_root(tmp_path_factory):
+def phantom_root(tmp_path_factory, load_tool):
     """$VA_DATASETS with 4 prepared phantoms of 12 x 48 x 48 (3 in phantom_train)."""
-    import importlib.util
-
     root = tmp_path_factory.mktemp("case level")
-    spec = importlib.util.spec_from_file_location("_make_phantoms", os.path.join(ROOT, "tools", "make_phantoms.py"))
-    make_phantoms = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_phantoms)
-    assert make_phantoms.main(["--out", str(root / "phantom"), "--cache", str(root / "cache" / "phantom"),
+    assert load_tool("make_phantoms").main(["--out", str(root / "phantom"), "--cache", str(root / "cache" / "phantom"),
                                "--num-cases", "4", "--slices", "12", "--size", "48", "--slice-thickness", "2.0",
                                "--slice-spacing", "2.0"]) == 0
     with pytest.MonkeyPatch.context() as mp:

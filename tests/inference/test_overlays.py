@@ -1,5 +1,3 @@
-import importlib.util
-
 import cv2
 import numpy as np
 import SimpleITK as sitk
@@ -10,17 +8,8 @@ from volumetric_attention.inference.overlays import draw_slice_overlay, slices_t
 
 from .conftest import oblique_nifti
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
-
-def _visualize_main():
-    spec = importlib.util.spec_from_file_location("_visualize", ROOT / "tools" / "visualize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def test_overlay_pngs_and_montage_are_written(tmp_path):
+def test_overlay_pngs_and_montage_are_written(tmp_path, load_tool):
     ct = tmp_path / "case.v2.nii.gz"
     oblique_nifti(ct)
     hu, geometry = read_volume(ct)
@@ -30,8 +19,9 @@ def test_overlay_pngs_and_montage_are_written(tmp_path):
     pred = tmp_path / "pred.nii.gz"
     write_label_volume(labels, geometry, pred)
     out = tmp_path / "overlays"
-    assert _visualize_main()(["--volume", str(ct), "--prediction", str(pred), "--ground-truth", str(pred),
-                              "--output", str(out), "--count", "3", "--scale", "1"]) == 0
+    visualize = load_tool("visualize")
+    assert visualize.main(["--volume", str(ct), "--prediction", str(pred), "--ground-truth", str(pred),
+                           "--output", str(out), "--count", "3", "--scale", "1"]) == 0
     assert case_name(ct) == "case.v2"
     pngs = sorted(p.name for p in out.glob("*.png"))
     chosen = slices_that_matter(labels, labels, 3)
@@ -45,12 +35,13 @@ def test_overlay_pngs_and_montage_are_written(tmp_path):
     assert cv2.imread(str(out / "case.v2_montage.png")).size > 0
 
 
-def test_label_map_on_another_grid_is_refused(tmp_path):
+def test_label_map_on_another_grid_is_refused(tmp_path, load_tool):
     ct = tmp_path / "ct.nii.gz"
     oblique_nifti(ct)
     wrong = tmp_path / "wrong.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6, 7), np.uint8)), str(wrong))
-    assert _visualize_main()(["--volume", str(ct), "--prediction", str(wrong), "--output", str(tmp_path / "o")]) == 1
+    assert load_tool("visualize").main(["--volume", str(ct), "--prediction", str(wrong), "--output",
+                                        str(tmp_path / "o")]) == 1
 
 
 def _band(mask, other, scale):

@@ -5,22 +5,23 @@
         [--num-cases 8] [--seed 0] [--profile abdomen|zcontext|zcontext_liver|zcontext_small] [--config-file ...yaml]
 
 With ``--layout deeplesion``: a synthetic DeepLesion (DL_info.csv + Images_png, data/phantom_deeplesion.py), one
-series per case, prepared by tools/prepare_deeplesion.py as deeplesion_train/val/test; e.g. in its own root:
+series per case, prepared as tools/prepare_deeplesion.py prepares DeepLesion (deeplesion_train/val/test); e.g. in its
+own root:
 
     VA_DATASETS=datasets/synthetic_deeplesion python tools/make_phantoms.py --layout deeplesion --num-cases 30 \
         --workers 4 --config-file projects/VolumetricAttention/configs/DeepLesion/faster_rcnn_R_18_FPN_GN_va_bag3.yaml
 """
 import argparse
-import importlib.util
 import os
 import sys
 
 from volumetric_attention.data.builtin import datasets_root
+from volumetric_attention.data.deeplesion import DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING, prepare_deeplesion
 from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.phantom_deeplesion import DEFAULT_PROFILE, check_targets, write_deeplesion_phantoms
 from volumetric_attention.data.phantoms import PROFILES, write_phantom_dataset
 from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
-from volumetric_attention.utils.cli import config_overrides, setup_cli
+from volumetric_attention.utils.cli import setup_cli
 
 # --layout: (default --out and --cache under $VA_DATASETS, default --profile)
 LAYOUTS = {"lits": ("phantom", os.path.join("cache", "phantom"), "abdomen"),
@@ -85,7 +86,8 @@ def main(argv=None):
 
 
 def make_deeplesion(args):
-    """``--layout deeplesion``: write the series, then prepare them with tools/prepare_deeplesion.py itself."""
+    """``--layout deeplesion``: write the series, then prepare them as tools/prepare_deeplesion.py does (the same
+    function, defaults and settings from the config, overrides and flags)."""
     try:
         check_targets(args.out, None if args.no_prepare else args.cache)
     except FileExistsError as e:
@@ -97,17 +99,15 @@ def make_deeplesion(args):
     print(f"{args.num_cases} DeepLesion phantom series -> {args.out}", file=sys.stderr)
     if args.no_prepare:
         return 0
-    argv = ["--source", args.out, "--cache", args.cache, "--workers", str(args.workers)]
-    argv += ["--config-file", args.config_file] if args.config_file else []
-    argv += ["--hu-window", *map(str, args.hu_window)] if args.hu_window is not None else []
-    argv += ["--slice-spacing", str(args.slice_spacing)] if args.slice_spacing is not None else []
-    overrides = config_overrides(args)
-    argv += ["--opts", *overrides] if overrides else []
-    spec = importlib.util.spec_from_file_location(
-        "_prepare_deeplesion_tool", os.path.join(os.path.dirname(os.path.abspath(__file__)), "prepare_deeplesion.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.main(argv)
+    hu_window, slice_spacing, cfg = settings_from_args(args, DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING)
+    try:
+        result = prepare_deeplesion(args.out, args.cache, hu_window, slice_spacing, cfg.INPUT.CT.CONTEXT_SLICES,
+                                    args.workers)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report_splits(args.cache, "deeplesion")
+    return report(result, args.cache)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,9 @@ import os
 import sys
 
 from volumetric_attention.data.builtin import datasets_root
-from volumetric_attention.data.deeplesion import prepare_deeplesion
+from volumetric_attention.data.deeplesion import DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING, prepare_deeplesion
 from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
 from volumetric_attention.utils.cli import setup_cli
-
-DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
-DEFAULT_SLICE_SPACING = 2.0
 
 
 def build_parser():

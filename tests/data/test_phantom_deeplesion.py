@@ -162,6 +162,12 @@ def test_make_phantoms_deeplesion_layout_writes_prepares_and_guards(tmp_path, lo
     assert tool.main(small) == 0
     assert (tmp_path / "DeepLesion" / "DL_info.csv").is_file()
     assert DatasetCatalog.get("deeplesion_train")
+    # prepared as tools/prepare_deeplesion.py prepares them: its defaults (the HU window), the same settings
+    assert load_tool("prepare_deeplesion").main(["--source", str(tmp_path / "DeepLesion"), "--cache",
+                                                 str(tmp_path / "by_tool"), "--slice-spacing", "2"]) == 0
+    settings = [json.loads((tmp_path / c / "index.json").read_text())["settings"]
+                for c in ("cache/deeplesion", "by_tool")]
+    assert settings[0] == settings[1] and settings[0]["hu_window"] == [-1024.0, 3071.0]
     # a DL_info.csv it did not write (a real DeepLesion) is refused, and so is a cache of another source
     real = tmp_path / "real"
     real.mkdir()

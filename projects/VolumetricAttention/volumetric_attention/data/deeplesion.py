@@ -22,12 +22,16 @@ from .prepare import PrepareJob, run_prepare
 from .slice_store import SLICE_FORMAT, slice_path, write_slice
 from .volume_io import VolumeError
 
-__all__ = ["SPLITS", "HU_OFFSET", "RowError", "parse_dl_info", "make_deeplesion_jobs", "prepare_deeplesion_case",
-           "read_png", "read_png_hu", "interpolated_slices"]
+__all__ = ["SPLITS", "HU_OFFSET", "DEFAULT_HU_WINDOW", "DEFAULT_SLICE_SPACING", "RowError", "parse_dl_info",
+           "make_deeplesion_jobs", "prepare_deeplesion_case", "prepare_deeplesion", "read_png", "read_png_hu",
+           "interpolated_slices"]
 
 SPLITS = {1: "train", 2: "val", 3: "test"}
 # DeepLesion stores HU + 32768 in unsigned 16-bit PNGs
 HU_OFFSET = 32768
+# the preprocessing settings of a DeepLesion preparation without a config file (3DCE's): HU window, slice interval (mm)
+DEFAULT_HU_WINDOW = (-1024.0, 3071.0)
+DEFAULT_SLICE_SPACING = 2.0
 LESION_TYPES = {-1: "unknown", 1: "bone", 2: "abdomen", 3: "mediastinum", 4: "liver", 5: "lung", 6: "kidney",
                 7: "soft tissue", 8: "pelvis"}
 

@@ -18,6 +18,7 @@
 # resumes from its last checkpoint (train_net --resume), so the study can be stopped and extended run by run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/_study_runs.sh  # study_runs: the run loop and the tables
 PY=.venv/bin/python
 export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/deeplesion_study}
 export OMP_NUM_THREADS=${STUDY_THREADS:-2}
@@ -49,28 +50,4 @@ if [ ! -f "$VA_DATASETS/cache/deeplesion/index.json" ]; then
     $PY tools/make_phantoms.py --layout deeplesion --num-cases "${STUDY_CASES:-60}" --workers "$OMP_NUM_THREADS" \
         --config-file "${CONFIG[va]}"
 fi
-for seed in $SEEDS; do
-    for name in $RUNS; do
-        dir="$OUT/${name}_s$seed"
-        config=${CONFIG[$name]}
-        if [ ! -f "$dir/model_final.pth" ] || [ ! -f "$dir/inference/deeplesion_test/deeplesion_summary.json" ]; then
-            echo "== $name, SEED $seed"
-            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --resume \
-                OUTPUT_DIR "$dir" SEED "$seed" "$@"
-        fi
-        if [ ! -f "$dir/inference/deeplesion_train/deeplesion_summary.json" ]; then
-            echo "== $name, SEED $seed: the collapse check on its own training key slices"
-            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --eval-only \
-                OUTPUT_DIR "$dir" SEED "$seed" "$@" MODEL.WEIGHTS "$dir/model_final.pth" \
-                DATASETS.TEST '("deeplesion_train",)' > /dev/null
-        fi
-    done
-done
-specs=()
-for name in $RUNS; do
-    dirs=""
-    for seed in $SEEDS; do dirs="${dirs:+$dirs,}$OUT/${name}_s$seed"; done
-    specs+=("${LABEL[$name]}=$dirs")
-done
-$PY tools/study_table.py "${specs[@]}" --kind deeplesion --json "$OUT/study.json"
-$PY tools/study_table.py "${specs[@]}" --kind deeplesion --dataset deeplesion_train --json "$OUT/study_train.json"
+study_runs deeplesion deeplesion_test deeplesion_train "training key slices" "$@"

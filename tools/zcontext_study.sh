@@ -21,6 +21,7 @@
 # resumes from its last checkpoint (train_net --resume), so the study can be stopped and extended run by run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/_study_runs.sh  # study_runs: the run loop and the tables
 PY=.venv/bin/python
 PROFILE=${STUDY_PROFILE:-zcontext_liver}
 export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/$PROFILE}
@@ -39,6 +40,7 @@ declare -A CONFIG=(
     [threedce]=${C}_3dce_bag3.yaml
 )
 # every other row is the VA config with its overrides
+DEFAULT_CONFIG=$VA_CONFIG
 declare -A OPTS=(
     [baseline_ce]="MODEL.SEM_SEG_HEAD.NAME SemSegFPNHead"
     [va_dot]="MODEL.VA.SIMILARITY dot"
@@ -77,38 +79,17 @@ print(f"SOLVER.MAX_ITER {iters} SOLVER.STEPS ({steps},)")
 PYTHON
 }
 
+# the run's own overrides (the VA config's rows, early_fusion_equal_time's schedule)
+run_opts() {
+    if [ "$1" = early_fusion_equal_time ]; then
+        equal_time_opts "$2" || { echo "== $1, SEED $2: needs va_context_features and early_fusion at this seed" \
+            "first" >&2; return 1; }
+    else
+        echo "${OPTS[$1]:-}"
+    fi
+}
+
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
     $PY tools/make_phantoms.py --num-cases 20 --profile "$PROFILE" --config-file "$VA_CONFIG"
 fi
-for seed in $SEEDS; do
-    for name in $RUNS; do
-        dir="$OUT/${name}_s$seed"
-        config=${CONFIG[$name]:-$VA_CONFIG}
-        opts=${OPTS[$name]:-}
-        if [ "$name" = early_fusion_equal_time ]; then
-            opts=$(equal_time_opts "$seed") || { echo "== $name, SEED $seed: needs va_context_features and" \
-                "early_fusion at this seed first" >&2; continue; }
-        fi
-        if [ ! -f "$dir/model_final.pth" ] || [ ! -f "$dir/inference/phantom_val/lits_summary.json" ]; then
-            echo "== $name, SEED $seed ${opts:+($opts)}"
-            # shellcheck disable=SC2086
-            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --resume \
-                OUTPUT_DIR "$dir" SEED "$seed" $opts "$@"
-        fi
-        if [ ! -f "$dir/inference/phantom_train/lits_summary.json" ]; then
-            echo "== $name, SEED $seed: the collapse check on its own training cases"
-            # shellcheck disable=SC2086
-            $PY projects/VolumetricAttention/train_net.py --config-file "$config" --eval-only \
-                OUTPUT_DIR "$dir" SEED "$seed" $opts "$@" MODEL.WEIGHTS "$dir/model_final.pth" \
-                DATASETS.TEST '("phantom_train",)' > /dev/null
-        fi
-    done
-done
-specs=()
-for name in $RUNS; do
-    dirs=""
-    for seed in $SEEDS; do dirs="${dirs:+$dirs,}$OUT/${name}_s$seed"; done
-    specs+=("${LABEL[$name]}=$dirs")
-done
-$PY tools/study_table.py "${specs[@]}" --json "$OUT/study.json"
-$PY tools/study_table.py "${specs[@]}" --dataset phantom_train --json "$OUT/study_train.json"
+study_runs lits phantom_val phantom_train "training cases" "$@"

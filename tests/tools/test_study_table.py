@@ -1,11 +1,16 @@
-"""tools/study_table.py: mean ± std over seeds from evaluation summaries and detectron2 metrics."""
+"""tools/study_table.py: mean ± std over seeds from evaluation summaries and detectron2 metrics; the tables of
+tools/zcontext_study.sh over finished runs."""
 import json
 import statistics
 
+import pytest
 
-def _run(tmp_path, name, dice, fp, times):
+from _study_scripts import finished_study_tables
+
+
+def _run(tmp_path, name, dice, fp, times, dataset="phantom_val"):
     run = tmp_path / name
-    folder = run / "inference" / "phantom_val"
+    folder = run / "inference" / dataset
     folder.mkdir(parents=True)
     metrics = {"tumour_dice_per_case": dice, "tumour_dice_global": dice + 10.0, "fp_lesions_per_case": fp,
                "lesion_recall": 50.0, "lesion_recall_small": None, "liver_dice_per_case": 95.0}
@@ -43,3 +48,21 @@ def test_unfinished_run_is_listed_and_exit_code_is_1(tmp_path, capsys, load_tool
     captured = capsys.readouterr()
     assert "| baseline | 1 | 30.0 |" in captured.out and "| VA |" not in captured.out
     assert "skipped" in captured.err and "va_s0" in captured.err and "did it finish" in captured.err
+
+
+@pytest.mark.slow
+def test_study_script_skips_finished_runs_and_prints_both_tables(tmp_path):
+    """tools/zcontext_study.sh over finished runs (checkpoint, phantom_val and phantom_train evaluations) trains
+    nothing and prints the validation table and the collapse check's."""
+    datasets, out = tmp_path / "datasets", tmp_path / "out"
+    (datasets / "cache" / "phantom").mkdir(parents=True)
+    (datasets / "cache" / "phantom" / "index.json").write_text("{}")  # prepared: no generation
+    for name, dice in (("baseline_s0", 30.0), ("va_context_features_s0", 62.0)):
+        _run(out, name, dice, 1.0, [0.5])
+        _run(out, name, dice + 20.0, 0.0, [0.5], dataset="phantom_train")
+        (out / name / "model_final.pth").write_bytes(b"")
+    tables = finished_study_tables("zcontext_study.sh", datasets, out, "baseline va_context_features")
+    assert [t[0] for t in tables] == ["model", "baseline (2.5D, 3 slices)", "VA, cosine + context features"] * 2
+    # phantom_val's Dice, then phantom_train's
+    assert [t[2] for t in tables] == ["tumour Dice per case", "30.0", "62.0", "tumour Dice per case", "50.0", "82.0"]
+    assert (out / "study.json").is_file() and (out / "study_train.json").is_file()

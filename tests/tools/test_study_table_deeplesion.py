@@ -7,6 +7,7 @@ import pytest
 import torch
 from detectron2.structures import Boxes, BoxMode, Instances
 
+from _study_scripts import finished_study_tables
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator
 
 # one lesion per image, one of each size range and a second 10-30 mm one: (box, long diameter in mm)
@@ -88,11 +89,6 @@ def test_lits_summaries_are_not_read_as_deeplesion(tmp_path, capsys, load_tool):
 def test_study_script_skips_finished_runs_and_prints_both_tables(tmp_path):
     """tools/deeplesion_study.sh over finished runs (checkpoint, test and training-set evaluations) trains nothing
     and prints the test table and the collapse check's."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     datasets, out = tmp_path / "datasets", tmp_path / "out"
     (datasets / "cache" / "deeplesion").mkdir(parents=True)
     (datasets / "cache" / "deeplesion" / "index.json").write_text("{}")  # prepared: no generation
@@ -100,15 +96,8 @@ def test_study_script_skips_finished_runs_and_prints_both_tables(tmp_path):
         _evaluate(out / name, "deeplesion_test", found, [2.0])
         _evaluate(out / name, "deeplesion_train", {0, 1, 2, 3}, [2.0])
         (out / name / "model_final.pth").write_bytes(b"")
-    env = dict(os.environ, STUDY_DATASETS=str(datasets), STUDY_OUT=str(out), STUDY_SEEDS="0",
-               STUDY_RUNS="baseline va_context_features", OMP_NUM_THREADS="1")
-    done = subprocess.run(["bash", str(root / "tools" / "deeplesion_study.sh")], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "==" not in done.stdout  # no training, no evaluation
-    tables = [line for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert [t.split("|")[1].strip() for t in tables] == ["model", "baseline (2.5D, 3 slices)",
-                                                         "VA, cosine + context features"] * 2
-    test_va, train_va = _cells(tables[2]), _cells(tables[5])
+    tables = finished_study_tables("deeplesion_study.sh", datasets, out, "baseline va_context_features")
+    assert [t[0] for t in tables] == ["model", "baseline (2.5D, 3 slices)", "VA, cosine + context features"] * 2
+    test_va, train_va = tables[2], tables[5]
     assert test_va[2:4] == ["75.0", "75.0"] and train_va[2:4] == ["100.0", "100.0"]  # sens@0.5, sens@1
     assert (out / "study.json").is_file() and (out / "study_train.json").is_file()

@@ -20,7 +20,7 @@ from volumetric_attention.data.deeplesion import DEFAULT_HU_WINDOW, DEFAULT_SLIC
 from volumetric_attention.data.lits import prepare_lits
 from volumetric_attention.data.phantom_deeplesion import DEFAULT_PROFILE, check_targets, write_deeplesion_phantoms
 from volumetric_attention.data.phantoms import PROFILES, write_phantom_dataset
-from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, prepare_and_report, settings_from_args
 from volumetric_attention.utils.cli import setup_cli
 
 # --layout: (default --out and --cache under $VA_DATASETS, default --profile)
@@ -80,9 +80,8 @@ def main(argv=None):
     if args.no_prepare:
         return 0
     hu_window, slice_spacing, _ = settings_from_args(args)
-    result = prepare_lits(args.out, args.cache, hu_window, slice_spacing, args.workers)
-    report_splits(args.cache, "phantom", splits=("train", "val"))
-    return report(result, args.cache)
+    return prepare_and_report(lambda: prepare_lits(args.out, args.cache, hu_window, slice_spacing, args.workers),
+                              args.cache, "phantom", splits=("train", "val"))
 
 
 def make_deeplesion(args):
@@ -100,14 +99,9 @@ def make_deeplesion(args):
     if args.no_prepare:
         return 0
     hu_window, slice_spacing, cfg = settings_from_args(args, DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING)
-    try:
-        result = prepare_deeplesion(args.out, args.cache, hu_window, slice_spacing, cfg.INPUT.CT.CONTEXT_SLICES,
-                                    args.workers)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report_splits(args.cache, "deeplesion")
-    return report(result, args.cache)
+    return prepare_and_report(lambda: prepare_deeplesion(args.out, args.cache, hu_window, slice_spacing,
+                                                         cfg.INPUT.CT.CONTEXT_SLICES, args.workers),
+                              args.cache, "deeplesion")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.deeplesion import DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING, prepare_deeplesion
-from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, prepare_and_report, settings_from_args
 from volumetric_attention.utils.cli import setup_cli
 
 
@@ -32,13 +32,9 @@ def main(argv=None):
     setup_cli(log_threads=False)
     hu_window, slice_spacing, cfg = settings_from_args(args, DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING)
     context = args.context_slices if args.context_slices is not None else cfg.INPUT.CT.CONTEXT_SLICES
-    try:
-        result = prepare_deeplesion(args.source, args.cache, hu_window, slice_spacing, context, args.workers)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report_splits(args.cache, "deeplesion")
-    return report(result, args.cache)
+    return prepare_and_report(
+        lambda: prepare_deeplesion(args.source, args.cache, hu_window, slice_spacing, context, args.workers),
+        args.cache, "deeplesion")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 
 from volumetric_attention.data.builtin import datasets_root
 from volumetric_attention.data.lits import prepare_lits
-from volumetric_attention.data.prepare import add_common_arguments, report, report_splits, settings_from_args
+from volumetric_attention.data.prepare import add_common_arguments, prepare_and_report, settings_from_args
 from volumetric_attention.utils.cli import setup_cli
 
 
@@ -28,13 +28,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     setup_cli(log_threads=False)
     hu_window, slice_spacing, _ = settings_from_args(args)
-    try:
-        result = prepare_lits(args.source, args.cache, hu_window, slice_spacing, args.workers)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    report_splits(args.cache, "lits")
-    return report(result, args.cache)
+    return prepare_and_report(lambda: prepare_lits(args.source, args.cache, hu_window, slice_spacing, args.workers),
+                              args.cache, "lits")
 
 
 if __name__ == "__main__":

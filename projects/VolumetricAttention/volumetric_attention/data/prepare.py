@@ -126,6 +126,19 @@ def report(result: PrepareResult, cache_root: str, stream=None) -> int:
     return 0
 
 
+def prepare_and_report(prepare, cache_root: str, dataset_prefix: str, splits=("train", "val", "test")) -> int:
+    """The end of every prepare command: run ``prepare()`` (-> :class:`PrepareResult`), print the cases per split and
+    the summary, and return the exit status (0; 1 when a case failed; 2 with a one-line error when the source cannot
+    be prepared at all, e.g. a missing folder or ``DL_info.csv``)."""
+    try:
+        result = prepare()
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report_splits(cache_root, dataset_prefix, splits=splits)
+    return report(result, cache_root)
+
+
 def report_splits(cache_root: str, dataset_prefix: str, splits=("train", "val", "test"), stream=None) -> dict:
     """Print the number of cases of every split in the cache's index, and a warning naming each empty dataset
     (``<dataset_prefix>_<split>``), which detectron2 would refuse at training time. Returns {split: count}."""

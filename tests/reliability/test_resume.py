@@ -104,12 +104,14 @@ def _batches(trainer, n):
 
 
 @pytest.mark.parametrize("sampling", [["DATALOADER.LESION_SLICE_SHARE", "0.0"], ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
+                                      ["DATALOADER.LESION_SLICE_SHARE", "0.0", "DATALOADER.SHARED_BAG_TARGETS", "2"],
                                       ["DATALOADER.LESION_SLICE_SHARE", "0.5", "DATALOADER.SHARED_BAG_TARGETS", "2"]],
-                         ids=["uniform", "lesion_share", "lesion_share_groups"])
+                         ids=["uniform", "lesion_share", "uniform_groups", "lesion_share_groups"])
 def test_resumed_trainer_continues_the_sampler_stream(phantom_root, tmp_path, monkeypatch, sampling):
     """With a fixed SEED, the batches after resuming at iteration k are the uninterrupted run's batches k, k+1, ...
     (detectron2's TrainingSampler alone restarts its stream: the resumed run would see batches 0, 1, ... again),
-    with the uniform and the lesion-share sampler, of slices and of slice groups."""
+    with the uniform and the lesion-share sampler, of slices and of slice groups (the skip then counts groups,
+    IMS_PER_BATCH / G per iteration, not dicts)."""
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
     cfg = get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY + _runs.NO_TEST + ["SEED", "7", "OUTPUT_DIR", str(tmp_path)]
                      + sampling)

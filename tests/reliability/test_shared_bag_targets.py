@@ -41,27 +41,6 @@ def test_grouped_batches_share_bag_images_and_one_iteration_trains(phantom_root,
     assert all(torch.isfinite(torch.tensor(m["total_loss"])) for m in metrics if "total_loss" in m)
 
 
-def test_resumed_grouped_loader_continues_the_group_stream(phantom_root, tmp_path, monkeypatch):
-    """The sampler skip counts groups (IMS_PER_BATCH / G per iteration), not dicts."""
-    monkeypatch.setenv("VA_DATASETS", str(phantom_root))
-    cfg = _cfg(tmp_path, *SHARED, "SEED", "7")
-
-    def keys(batch):
-        return [(d["case_id"], d["slice_index"]) for d in batch]
-
-    first = VATrainer(cfg)
-    first.resume_or_load(resume=False)
-    stream = [keys(_next_batch(first)) for _ in range(6)]
-    assert stream[:3] != stream[3:]
-    first.iter = 2
-    first.checkpointer.save("model_0000002", iteration=2)
-
-    resumed = VATrainer(cfg)
-    resumed.resume_or_load(resume=True)
-    assert resumed.start_iter == 3
-    assert [keys(_next_batch(resumed)) for _ in range(3)] == stream[3:]
-
-
 @pytest.mark.parametrize("opts, message", [
     (["SOLVER.IMS_PER_BATCH", "3"],
      r"SOLVER.IMS_PER_BATCH \(3\) must be divisible by DATALOADER.SHARED_BAG_TARGETS \(2\)"),

@@ -86,9 +86,11 @@ def _groups(dicts, group_size):
     return make_slice_groups(dicts, dicts, group_size)
 
 
-def test_lesion_share_refuses_another_sampler_and_data_without_a_lesion_class(phantom_root, monkeypatch):
+def test_lesion_share_refuses_another_sampler_and_a_share_out_of_range(phantom_root, monkeypatch):
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
     opts = _tiny.MODEL + _tiny.INPUT + _tiny.TRAIN + ["DATASETS.TEST", "()", "DATALOADER.LESION_SLICE_SHARE", 0.5]
     cfg = get_va_cfg(str(VA_CONFIG), opts + ["DATALOADER.SAMPLER_TRAIN", "RepeatFactorTrainingSampler"])
     with pytest.raises(ValueError, match="LESION_SLICE_SHARE > 0 is a sampler of its own"):
         VATrainer.build_train_loader(cfg)
+    with pytest.raises(ValueError, match=r"LESION_SLICE_SHARE must be in \[0, 1\], got -0.2"):
+        VATrainer.build_train_loader(get_va_cfg(str(VA_CONFIG), opts + ["DATALOADER.LESION_SLICE_SHARE", -0.2]))

@@ -57,6 +57,8 @@ def build_training_sampler(cfg, items):
     from ..data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
 
     share = float(cfg.DATALOADER.LESION_SLICE_SHARE)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"DATALOADER.LESION_SLICE_SHARE must be in [0, 1], got {share}")
     seed = cfg.SEED if cfg.SEED >= 0 else None
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         if share > 0:

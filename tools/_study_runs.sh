@@ -10,7 +10,8 @@
 #   KIND: lits or deeplesion, the evaluator's kind (<KIND>_summary.json, study_table.py --kind). KEY VALUE: config
 #   overrides for every run, last on each train_net.py command line.
 # Reads the caller's PY (the python), OUT, SEEDS, RUNS, CONFIG (run -> config file; DEFAULT_CONFIG for a run not
-# in it, when set) and LABEL (run -> its row in the tables). When the caller defines run_opts, ``run_opts RUN SEED``
+# in it, when set), LABEL (run -> its row in the tables) and, when set, TABLE_ARGS (an array of further
+# study_table.py arguments for the TEST_SET table). When the caller defines run_opts, ``run_opts RUN SEED``
 # prints the run's own config overrides (they go before KEY VALUE and into the run's "==" line), or fails, having
 # said why on stderr, to leave the run out at that seed.
 
@@ -52,6 +53,7 @@ study_runs() {
     done
     local kind_args=()  # lits is study_table.py's default
     [ "$kind" = lits ] || kind_args=(--kind "$kind")
-    $PY tools/study_table.py "${specs[@]}" "${kind_args[@]}" --json "$OUT/study.json"
+    $PY tools/study_table.py "${specs[@]}" "${kind_args[@]}" ${TABLE_ARGS[@]+"${TABLE_ARGS[@]}"} \
+        --json "$OUT/study.json"
     $PY tools/study_table.py "${specs[@]}" "${kind_args[@]}" --dataset "$train_set" --json "$OUT/study_train.json"
 }

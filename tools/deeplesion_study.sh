@@ -9,7 +9,8 @@
 # Each run trains on deeplesion_train + deeplesion_val, is scored on deeplesion_test (the FROC at the end of
 # training) and on deeplesion_train (the collapse check: the lesions found on the run's own training key slices),
 # and the table is printed (mean ± std over seeds): sensitivity at 0.5, 1, 2 and 4 FPs per image and their mean,
-# AP50, the mean sensitivity per lesion size, s/iteration.
+# AP50, the mean sensitivity per lesion size, the share of the FPs that lie on a vessel (TEST.CT.LOOKALIKES: the
+# synthetic set's lookalikes.json), s/iteration; the rows' mean FROC curves go to $STUDY_OUT/froc.png.
 # Usage: tools/deeplesion_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_DATASETS (default ./datasets/deeplesion_study), STUDY_CASES (series generated, default 60: about
 #              20 test key slices), STUDY_OUT (default ./output/deeplesion_study), STUDY_SEEDS (default "0 1 2"),
@@ -50,4 +51,6 @@ if [ ! -f "$VA_DATASETS/cache/deeplesion/index.json" ]; then
     $PY tools/make_phantoms.py --layout deeplesion --num-cases "${STUDY_CASES:-60}" --workers "$OMP_NUM_THREADS" \
         --config-file "${CONFIG[va]}"
 fi
-study_runs deeplesion deeplesion_test deeplesion_train "training key slices" "$@"
+TABLE_ARGS=(--froc-plot "$OUT/froc.png")
+study_runs deeplesion deeplesion_test deeplesion_train "training key slices" \
+    TEST.CT.LOOKALIKES "$VA_DATASETS/DeepLesion/lookalikes.json" "$@"

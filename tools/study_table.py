@@ -8,8 +8,9 @@ Each RUN_DIR is a ``train_net.py`` OUTPUT_DIR: its evaluation ``inference/<datas
 the accuracy columns and detectron2's ``metrics.json`` the median seconds per training iteration. ``--kind lits``
 (default; dataset phantom_val): the LiTS evaluator's 3D metrics, lesion figures in percent, FP lesions per case.
 ``--kind deeplesion`` (dataset deeplesion_test): the FROC evaluator's sensitivity at 0.5, 1, 2 and 4 FPs per image
-and their mean, AP50, and the mean sensitivity per lesion size (long diameter), all in percent. ``--json`` also
-writes every run's values (atomically).
+and their mean, AP50, the mean sensitivity per lesion size (long diameter) and the share of the FPs that lie on
+vessels (when the runs were scored with ``TEST.CT.LOOKALIKES``), all in percent; ``--froc-plot PNG`` draws each
+row's FROC curve, the mean of its runs' curves, on one plot. ``--json`` also writes every run's values (atomically).
 """
 import argparse
 import os
@@ -44,6 +45,9 @@ DEEPLESION_COLUMNS = [
     ("sens <10 mm", "sens_avg/<10mm"),
     ("sens 10-30 mm", "sens_avg/10to30mm"),
     ("sens >30 mm", "sens_avg/>30mm"),
+    # share of the FPs allowed at 1 and 4 FPs/image that lie on a look-alike (TEST.CT.LOOKALIKES: vessels)
+    ("FP on vessels @1", "lookalike_fp@1"),
+    ("FP on vessels @4", "lookalike_fp@4"),
 ]
 # --kind: (summary file, columns, default --dataset)
 KINDS = {
@@ -67,6 +71,42 @@ def read_run(run_dir, dataset, kind="lits"):
     except FileNotFoundError:
         values["s_per_iter"] = None
     return values
+
+
+def mean_froc(summaries, fps):
+    """The mean over runs of their FROC curves at the FP rates ``fps`` (a row's curve for ``--froc-plot``).
+
+    Each summary's ``curve`` holds the sensitivity at the top of each vertical step; the sensitivity at f FPs/image
+    is that of the last step at most f (the evaluator's definition), 0 before the first.
+    """
+    import numpy as np
+
+    fps = np.asarray(fps, dtype=np.float64)
+    curves = []
+    for s in summaries:
+        fp = np.asarray(s["curve"]["fp_per_image"], dtype=np.float64)
+        sens = np.asarray(s["curve"]["sensitivity"], dtype=np.float64)
+        k = np.searchsorted(fp, fps + 1e-9, side="right") - 1
+        curves.append(np.where(k >= 0, sens[np.clip(k, 0, None)] if len(sens) else 0.0, 0.0))
+    return np.mean(curves, axis=0)
+
+
+def plot_rows(rows, dataset, path):
+    """One FROC curve per row (the mean of its runs') on one plot, the mean sens@f of its runs marked."""
+    import numpy as np
+
+    from volumetric_attention.evaluation import load_results, plot_froc
+
+    grid = np.geomspace(0.05, 32.0, 200)
+    results, labels = [], []
+    for label, run_dirs in rows:
+        summaries = [load_results(os.path.join(d, "inference", dataset, KINDS["deeplesion"][0])) for d in run_dirs]
+        metrics = {k: statistics.fmean(float(s["metrics"][k]) for s in summaries)
+                   for k in summaries[0]["metrics"] if k.startswith("sens@") or k == "sens_avg"}
+        results.append({"unit": "percent", "metrics": metrics,
+                        "curve": {"fp_per_image": grid, "sensitivity": mean_froc(summaries, grid)}})
+        labels.append(f"{label} ({len(run_dirs)} runs)")
+    return plot_froc(results, labels, path)
 
 
 def _cell(values, digits):
@@ -100,12 +140,15 @@ def main(argv=None):
     parser.add_argument("--dataset", help="evaluated dataset name (default: phantom_val for lits, deeplesion_test "
                                           "for deeplesion)")
     parser.add_argument("--json", help="also write every run's values to this JSON file")
+    parser.add_argument("--froc-plot", metavar="PNG", help="deeplesion: write the rows' mean FROC curves to this PNG")
     args = parser.parse_args(argv)
     setup_cli(log_threads=False)
     _, columns, default_dataset = KINDS[args.kind]
     dataset = args.dataset or default_dataset
 
-    rows, failures, per_run = [], [], {}
+    if args.froc_plot and args.kind != "deeplesion":
+        parser.error("--froc-plot needs --kind deeplesion")
+    rows, failures, per_run, row_dirs = [], [], {}, []
     for spec in args.models:
         label, sep, dirs = spec.partition("=")
         if not sep or not label or not dirs:
@@ -121,7 +164,10 @@ def main(argv=None):
             per_run[run_dir] = dict(values, label=label)
         if runs:
             rows.append((label, runs))
+            row_dirs.append((label, [d for d in dirs.split(",") if d in per_run]))
     print(markdown(rows, columns))
+    if args.froc_plot and row_dirs:
+        print(f"FROC curves: {plot_rows(row_dirs, dataset, args.froc_plot)}")
     if args.json:
         from volumetric_attention.evaluation.results_io import write_json
 

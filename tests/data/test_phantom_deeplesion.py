@@ -13,8 +13,8 @@ from scipy import ndimage
 
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.data.deeplesion import SPLITS
-from volumetric_attention.data.phantom_deeplesion import (DL_INFO_COLUMNS, MIN_DIAMETER_MM, recist_axes,
-                                                          write_deeplesion_phantoms)
+from volumetric_attention.data.phantom_deeplesion import (DL_INFO_COLUMNS, LOOKALIKES_FILE, MIN_DIAMETER_MM,
+                                                          recist_axes, write_deeplesion_phantoms)
 from volumetric_attention.data.phantoms import make_phantom
 
 CONTEXT, SPACING = 4, 2.0  # the DeepLesion configs' CONTEXT_SLICES and SLICE_SPACING
@@ -43,9 +43,9 @@ def _labels(plan):
     return hu, labels
 
 
-def _label_boxes(labels_hw):
-    """XYXY_ABS boxes ([x0, y0, x1 + 1, y1 + 1]) of the 4-connected lesion cross-sections of one slice."""
-    cross, _ = ndimage.label(labels_hw == 2)
+def _label_boxes(labels_hw, value=2):
+    """XYXY_ABS boxes ([x0, y0, x1 + 1, y1 + 1]) of the 4-connected cross-sections where ``labels_hw == value``."""
+    cross, _ = ndimage.label(labels_hw == value)
     return [[float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)]
             for ys, xs in ndimage.find_objects(cross)]
 
@@ -116,6 +116,24 @@ def test_boxes_are_the_lesion_labels_and_noisy_ones_are_off(synthetic):
                 long_axis, _ = recist_axes(mask)
                 assert np.linalg.norm(long_axis[1] - long_axis[0]) * spacing_x < MIN_DIAMETER_MM
     assert noisy >= 2  # half of each split's key slices are flagged; most of their boxes are off
+
+
+def test_lookalikes_are_the_vessel_sections_of_each_key_slice(synthetic):
+    _, out, _, rows, plans = synthetic
+    lookalikes = json.loads((out / LOOKALIKES_FILE).read_text())
+    keys = _key_slices(rows)
+    assert set(lookalikes) == set(keys)
+    sections = 0
+    for name, boxes in lookalikes.items():
+        series, key = name[:-8], int(name[-7:-4])
+        plan = plans[series]
+        _, labels, _, vessels = make_phantom(plan["phantom_seed"], shape=plan["shape"], spacing=plan["spacing_zyx"],
+                                             profile=plan["profile"], with_vessels=True)
+        assert boxes == _label_boxes(vessels[key - 1].astype(np.uint8), value=1)
+        lesion_boxes = _label_boxes(labels[key - 1])
+        assert not any(b in lesion_boxes for b in boxes)
+        sections += len(boxes)
+    assert sections >= len(lookalikes)  # vessels run through the liver: about one section per key slice or more
 
 
 def test_recist_axes_of_an_ellipse():

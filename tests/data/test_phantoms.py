@@ -41,6 +41,21 @@ def test_phantom_anatomy_vessels_are_liver_and_long():
     assert min(les_extents) < max(extents) / 2
 
 
+@pytest.mark.parametrize("profile", ["abdomen", "zcontext_liver"])
+def test_vessel_mask_is_where_the_vessels_are_and_changes_nothing_else(profile):
+    shape = (24, 96, 96) if profile == "abdomen" else (24, 256, 256)  # zcontext_liver crops to 128 x 128
+    hu, labels, spacing = make_phantom(3, shape=shape, noise_hu=0.0, profile=profile)
+    hu_v, labels_v, spacing_v, vessels = make_phantom(3, shape=shape, noise_hu=0.0, profile=profile,
+                                                      with_vessels=True)
+    np.testing.assert_array_equal(hu, hu_v)
+    np.testing.assert_array_equal(labels, labels_v)
+    assert spacing == spacing_v and vessels.shape == labels.shape and vessels.dtype == bool
+    # independently: liver-labelled voxels at a lesion-like intensity (the liver's texture stays within 35 HU of 60)
+    lesion_like = (labels == 1) & (np.abs(hu - 60.0) > 35.0)
+    assert vessels.sum() > 100 and not (vessels & (labels != 1)).any()
+    assert (vessels != lesion_like).mean() < 1e-4, (vessels != lesion_like).sum()
+
+
 def test_default_profile_is_the_abdomen_profile_and_unknown_profiles_fail():
     a = make_phantom(5, shape=(16, 48, 48), spacing=(2.0, 7.0, 7.0))
     b = make_phantom(5, shape=(16, 48, 48), spacing=(2.0, 7.0, 7.0), profile="abdomen")

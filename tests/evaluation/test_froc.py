@@ -10,7 +10,10 @@ import pytest
 from detectron2.evaluation import print_csv_format
 from detectron2.structures import BoxMode
 
+from volumetric_attention.config import get_va_cfg
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
+from volumetric_attention.evaluation.deeplesion_evaluator import load_lookalikes
+from volumetric_attention.evaluation.froc import fp_share_in_regions
 
 # 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is (continuous
 # convention; the official +1 px makes d7's IoU with g1 exactly 0.5, a hit):
@@ -60,12 +63,44 @@ def test_ap50_by_hand():
     assert precision[4] == pytest.approx(2 / 5)
 
 
+# look-alike regions per image, against the FPs in rank order: d9 (img3, centre 75, 75) inside; d2 (img1, centre
+# 105, 105) inside; d5 (img2, centre 2.5, 2.5) on the region's corner, inside; d7 (img0, centre 25, 30.5) just outside
+REGIONS = [np.array([[24, 30, 26, 30.4]]), np.array([[100, 100, 110, 110]]), np.array([[0, 0, 2.5, 2.5]]),
+           np.array([[70, 70, 80, 80], [0, 0, 1, 1]])]
+
+
+def test_fp_share_in_regions_by_hand():
+    curve = _curve()
+    # 4 images: 0.5 FPs/image allows the first 2 FPs, 1 allows 4, 2 and 4 allow all 4
+    shares = fp_share_in_regions(curve, [d[0] for d in DETS], REGIONS, (0.25, 0.5, 1.0, 2.0, 4.0))
+    np.testing.assert_allclose(shares, [1.0, 1.0, 0.75, 0.75, 0.75])
+    # no region anywhere: no FP is on one; an FP rate that allows none: undefined
+    empty = [np.zeros((0, 4))] * 4
+    np.testing.assert_allclose(fp_share_in_regions(curve, [d[0] for d in DETS], empty, (0.1, 1.0)), [np.nan, 0.0])
+
+
+def test_load_lookalikes_keys_by_case_id_and_names_a_bad_file(tmp_path):
+    good = tmp_path / "lookalikes.json"
+    good.write_text(json.dumps({"000001_01_01_012.png": [[1, 2, 3, 4]], "000001_01_01_020.png": []}))
+    loaded = load_lookalikes(good)
+    assert sorted(loaded) == ["000001_01_01_012", "000001_01_01_020"]
+    np.testing.assert_array_equal(loaded["000001_01_01_012"], [[1, 2, 3, 4]])
+    assert loaded["000001_01_01_020"].shape == (0, 4)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"a.png": [[1, 2, 3]]}))
+    with pytest.raises(ValueError, match=r"bad.json: a.png: expected a list of \[x0, y0, x1, y1\] boxes"):
+        load_lookalikes(bad)
+    cfg = get_va_cfg(opts=["TEST.CT.LOOKALIKES", str(tmp_path / "missing.json")])
+    with pytest.raises(ValueError, match=r"^TEST.CT.LOOKALIKES: .*missing.json: cannot read the look-alikes file"):
+        DeepLesionFROCEvaluator(cfg, "any")
+
+
 def _dataset_dicts():
     dicts = []
     for i, (boxes, types, diams) in enumerate(zip(GTS, GT_TYPES, GT_DIAMETERS)):
         anns = [{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0,
                  "lesion_type": t, "diameter_mm": d} for b, t, d in zip(boxes, types, diams)]
-        dicts.append({"image_id": f"img{i}", "height": 128, "width": 128, "annotations": anns})
+        dicts.append({"image_id": f"img{i}", "case_id": f"case{i}", "height": 128, "width": 128, "annotations": anns})
     return dicts
 
 
@@ -89,13 +124,16 @@ def _logged(logger_name, fn):
 def test_deeplesion_evaluator_end_to_end(tmp_path):
     name = "deeplesion_froc_evaluator_test"
     fakes.register(name, _dataset_dicts())
-    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False, convention="continuous")
+    lookalikes = {f"case{i}": r for i, r in enumerate(REGIONS)}
+    evaluator = DeepLesionFROCEvaluator(name, output_dir=str(tmp_path), distributed=False, convention="continuous",
+                                        lookalikes=lookalikes)
     evaluator.reset()
-    # feed in a shuffled order; image 1's input lacks annotations (a test mapper drops them): looked up by image_id
+    # feed in a shuffled order; image 1's input lacks annotations and case_id (a test mapper drops them): looked up
+    # by image_id
     for i in (2, 0, 3, 1):
         inp = dict(_dataset_dicts()[i])
         if i == 1:
-            del inp["annotations"]
+            del inp["annotations"], inp["case_id"]
         evaluator.process([inp], [{"instances": fakes.instances(DETS[i][0], DETS[i][1])}])
     res = evaluator.evaluate()["deeplesion"]
     assert res["sens@0.5"] == pytest.approx(50.0) and res["sens@1"] == pytest.approx(100.0)
@@ -103,6 +141,7 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     assert res["sens_avg"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
     assert res["AP50"] == pytest.approx(100 * 0.25 * (0.5 + 3 * 4 / 9))
     assert res["num_gt"] == 4 and res["num_images"] == 4
+    assert [res[f"lookalike_fp@{f}"] for f in ("0.5", "1", "2", "4")] == pytest.approx([100.0, 75.0, 75.0, 75.0])
     assert res["sens_avg/liver"] == pytest.approx(100 * (0.5 + 1 + 1 + 1) / 4)
     # sizes: g0 8 mm (<10), g2 12 mm and g3 30 mm (10-30), g1 40 mm (>30, found last)
     assert res["sens_avg/>30mm"] == pytest.approx(100 * (0 + 1 + 1 + 1) / 4)
@@ -116,6 +155,11 @@ def test_deeplesion_evaluator_end_to_end(tmp_path):
     with open(tmp_path / "deeplesion_froc.csv") as f:
         curve = list(csv.DictReader(f))
     assert len(curve) == 9
+    # each ranked detection with its image and box: the first is d9, image 3's only detection
+    assert (curve[0]["image_id"], curve[0]["case_id"], curve[0]["is_fp"]) == ("img3", "case3", "1")
+    assert [float(curve[0][k]) for k in ("score", "x0", "y0", "x1", "y1")] == pytest.approx([0.95, 70, 70, 80, 80])
+    assert [r["case_id"] for r in curve] == ["case3", "case0", "case1", "case0", "case2", "case2", "case1", "case0",
+                                             "case0"]
     assert float(curve[-1]["sensitivity"]) == pytest.approx(100.0)  # percent, as the metrics
     assert summary["unit"] == "percent" and max(summary["curve"]["sensitivity"]) == pytest.approx(100.0)
     assert os.path.getsize(tmp_path / "deeplesion_froc.png") > 1000

@@ -167,7 +167,7 @@ def test_evaluator_default_is_official_and_config_chooses(tmp_path):
     assert isinstance(evaluator, DeepLesionFROCEvaluator) and evaluator.convention == "continuous"
     # detectron2's contract: from_config gives keyword arguments; arguments beside the config override them
     assert DeepLesionFROCEvaluator.from_config(cfg, "deeplesion_test", "out") == {
-        "dataset_name": "deeplesion_test", "output_dir": "out", "convention": "continuous"}
+        "dataset_name": "deeplesion_test", "output_dir": "out", "convention": "continuous", "lookalikes": None}
     evaluator = DeepLesionFROCEvaluator(cfg, "deeplesion_test", fps=(0.25,), convention="official")
     assert evaluator.convention == "official" and evaluator._fps == (0.25,)
     cfg = get_va_cfg(opts=["TEST.CT.FROC_CONVENTION", "offical"])

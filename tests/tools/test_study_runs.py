@@ -45,18 +45,20 @@ CONFIGS = "projects/VolumetricAttention/configs"
 ZCONTEXT = f"{CONFIGS}/Phantom/zcontext_liver_semantic_R_18_FPN_GN"
 DEEPLESION = f"{CONFIGS}/DeepLesion/faster_rcnn_R_18_FPN_GN"
 # per script: its cache index, (test set, training set, summary), the runs' rows and configs, the second run's own
-# overrides, the table's kind arguments, what the collapse check's line says it evaluates
+# overrides, the script's overrides for every run ({datasets}: STUDY_DATASETS), the tables' kind arguments, the test
+# table's own arguments ({out}: STUDY_OUT), what the collapse check's line says it evaluates
 STUDIES = {
     "zcontext_study.sh": dict(
         index="cache/phantom/index.json", sets=("phantom_val", "phantom_train", "lits_summary.json"),
         runs={"baseline": ("baseline (2.5D, 3 slices)", f"{ZCONTEXT}_baseline.yaml"),
               "va_dot": ("VA, dot product (paper)", f"{ZCONTEXT}_va_bag3.yaml")},
-        opts=["MODEL.VA.SIMILARITY", "dot"], kind=[], items="training cases"),
+        opts=["MODEL.VA.SIMILARITY", "dot"], every=[], kind=[], table=[], items="training cases"),
     "deeplesion_study.sh": dict(
         index="cache/deeplesion/index.json", sets=("deeplesion_test", "deeplesion_train", "deeplesion_summary.json"),
         runs={"baseline": ("baseline (2.5D, 3 slices)", f"{DEEPLESION}_baseline.yaml"),
               "va": ("VA, cosine similarity", f"{DEEPLESION}_va_bag3.yaml")},
-        opts=[], kind=["--kind", "deeplesion"], items="training key slices"),
+        opts=[], every=["TEST.CT.LOOKALIKES", "{datasets}/DeepLesion/lookalikes.json"], kind=["--kind", "deeplesion"],
+        table=["--froc-plot", "{out}/froc.png"], items="training key slices"),
 }
 
 
@@ -107,9 +109,11 @@ def test_unfinished_runs_train_and_get_the_collapse_check_then_both_tables(tmp_p
     _finish(out / f"{first}_s0", [test_set, train_set], summary)  # done
     _finish(out / f"{second}_s1", [test_set], summary)  # trained, the collapse check missing
     _finish(out / f"{first}_s1", [test_set], summary, checkpoint=False)  # interrupted
-    overrides = ["SOLVER.MAX_ITER", "5", "MODEL.NAME", "a b"]
-
-    status, stdout, stderr, calls = _run(root, script, env, *overrides)
+    user_overrides = ["SOLVER.MAX_ITER", "5", "MODEL.NAME", "a b"]
+    status, stdout, stderr, calls = _run(root, script, env, *user_overrides)
+    # the script's own overrides for every run come before the user's
+    overrides = [a.format(datasets=env["STUDY_DATASETS"]) for a in study["every"]] + user_overrides
+    table = [a.format(out=out) for a in study["table"]]
     assert status == 0, stderr
     # no cache yet: the data are made first, with the VA config (the second run's)
     assert calls[0][0] == "tools/make_phantoms.py" and second_config in calls[0]
@@ -131,7 +135,7 @@ def test_unfinished_runs_train_and_get_the_collapse_check_then_both_tables(tmp_p
                            collapse_check(second, second_config, 1, opts)]
     specs = [f"{first_label}={out / f'{first}_s0'},{out / f'{first}_s1'}",
              f"{second_label}={out / f'{second}_s0'},{out / f'{second}_s1'}"]
-    assert calls[-2:] == [["tools/study_table.py", *specs, *study["kind"], "--json", str(out / "study.json")],
+    assert calls[-2:] == [["tools/study_table.py", *specs, *study["kind"], *table, "--json", str(out / "study.json")],
                           ["tools/study_table.py", *specs, *study["kind"], "--dataset", train_set, "--json",
                            str(out / "study_train.json")]]
     # what each step announces (a run's own overrides with it); an evaluation's own output is not shown
@@ -144,7 +148,7 @@ def test_unfinished_runs_train_and_get_the_collapse_check_then_both_tables(tmp_p
     # everything done: only the tables
     Path(env["STUDY_DATASETS"], study["index"]).parent.mkdir(parents=True)
     Path(env["STUDY_DATASETS"], study["index"]).write_text("{}")
-    status, stdout, _, calls = _run(root, script, env, *overrides)
+    status, stdout, _, calls = _run(root, script, env, *user_overrides)
     assert status == 0 and "==" not in stdout
     assert [c[0] for c in calls] == ["tools/study_table.py"] * 2
 

@@ -16,12 +16,12 @@ LESIONS = [([10.0, 10.0, 20.0, 20.0], 6.0), ([30.0, 30.0, 50.0, 50.0], 20.0), ([
 FP_BOX = [100.0, 100.0, 110.0, 110.0]
 
 
-def _evaluate(run_dir, dataset, found, times):
+def _evaluate(run_dir, dataset, found, times, lookalikes=None):
     """Score 4 images with the evaluator into ``run_dir/inference/<dataset>``: the lesions of ``found`` (indices) are
     detected at score 0.9, every image gets a false positive at 0.5; ``times``: metrics.json's iteration times.
     The evaluator's dataset is not registered, so that it takes the ground truth from the inputs."""
     evaluator = DeepLesionFROCEvaluator(f"fake_{dataset}", output_dir=str(run_dir / "inference" / dataset),
-                                        distributed=False)
+                                        distributed=False, lookalikes=lookalikes)
     evaluator.reset()
     for k, (box, diameter) in enumerate(LESIONS):
         boxes, scores = [FP_BOX], [0.5]
@@ -29,7 +29,7 @@ def _evaluate(run_dir, dataset, found, times):
             boxes, scores = [box] + boxes, [0.9] + scores
         out = Instances((128, 128), pred_boxes=Boxes(torch.tensor(boxes)), scores=torch.tensor(scores),
                         pred_classes=torch.zeros(len(boxes), dtype=torch.int64))
-        inp = {"image_id": f"{dataset}_{k}", "annotations": [
+        inp = {"image_id": f"{dataset}_{k}", "case_id": f"case{k}", "annotations": [
             {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "lesion_type": -1, "diameter_mm": diameter}]}
         evaluator.process([inp], [{"instances": out}])
     metrics = evaluator.evaluate()["deeplesion"]
@@ -44,16 +44,22 @@ def _cells(line):
 
 def test_deeplesion_rows_are_mean_and_std_of_the_evaluator_summaries(tmp_path, capsys, load_tool):
     runs = {"va_s0": ({0, 1, 2, 3}, [1.0, 1.2]), "va_s1": ({1, 2}, [1.4]), "base_s0": ({2}, [0.5])}
-    scored = {name: _evaluate(tmp_path / name, "deeplesion_test", found, times)
+    # the baseline's run is scored with look-alikes: the FP of images 0 and 1 lies on one
+    vessel = {"case0": [FP_BOX], "case1": [FP_BOX], "case2": [[0.0, 0.0, 1.0, 1.0]]}
+    scored = {name: _evaluate(tmp_path / name, "deeplesion_test", found, times,
+                              vessel if name == "base_s0" else None)
               for name, (found, times) in runs.items()}
     _evaluate(tmp_path / "va_s0", "deeplesion_train", {0, 1, 2, 3}, [1.0, 1.2])
     va, base = f"{tmp_path / 'va_s0'},{tmp_path / 'va_s1'}", str(tmp_path / "base_s0")
     out = tmp_path / "study.json"
+    plot = tmp_path / "froc.png"
     assert load_tool("study_table").main([f"VA={va}", f"baseline={base}", "--kind", "deeplesion",
-                                          "--json", str(out)]) == 0
+                                          "--json", str(out), "--froc-plot", str(plot)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert _cells(lines[0]) == ["model", "runs", "sens@0.5", "sens@1", "sens@2", "sens@4", "mean sens", "AP50",
-                                "sens <10 mm", "sens 10-30 mm", "sens >30 mm", "s / iteration"]
+                                "sens <10 mm", "sens 10-30 mm", "sens >30 mm", "FP on vessels @1",
+                                "FP on vessels @4", "s / iteration"]
+    assert lines[-1] == f"FROC curves: {plot}" and plot.stat().st_size > 1000
     row = dict(zip(_cells(lines[0]), _cells(lines[2])))
     assert row["model"] == "VA" and row["runs"] == "2"
     for title, key in [("sens@1", "sens@1"), ("mean sens", "sens_avg"), ("AP50", "AP50"),
@@ -67,6 +73,9 @@ def test_deeplesion_rows_are_mean_and_std_of_the_evaluator_summaries(tmp_path, c
     baseline = dict(zip(_cells(lines[0]), _cells(lines[3])))
     assert baseline["runs"] == "1" and baseline["sens@4"] == f"{scored['base_s0']['sens@4']:.1f}"
     assert baseline["sens <10 mm"] == "0.0" and baseline["s / iteration"] == "0.50"
+    # 4 FPs (one per image, all at 0.5, image 3's ranked first): 1 FP/image allows all 4, 2 of them on vessels
+    assert baseline["FP on vessels @1"] == "50.0" and baseline["FP on vessels @4"] == "50.0"
+    assert row["FP on vessels @1"] == "n/a"  # scored without look-alikes
     saved = json.loads(out.read_text())
     assert saved[str(tmp_path / "va_s1")]["sens_avg"] == pytest.approx(scored["va_s1"]["sens_avg"])
 
@@ -75,6 +84,13 @@ def test_deeplesion_rows_are_mean_and_std_of_the_evaluator_summaries(tmp_path, c
     captured = capsys.readouterr()
     assert _cells(captured.out.strip().splitlines()[2])[:3] == ["VA", "1", "100.0"]
     assert "va_s1" in captured.err and "deeplesion_train/deeplesion_summary.json" in captured.err
+
+
+def test_mean_froc_reads_each_curve_at_its_last_step_below_the_rate(load_tool):
+    a = {"curve": {"fp_per_image": [0.0, 0.25, 0.5], "sensitivity": [50.0, 75.0, 100.0]}}
+    b = {"curve": {"fp_per_image": [1.0], "sensitivity": [100.0]}}  # its first step at 1 FP/image: 0 before
+    mean = load_tool("study_table").mean_froc([a, b], [0.1, 0.25, 0.5, 1.0, 8.0])
+    assert list(mean) == pytest.approx([25.0, 37.5, 50.0, 100.0, 100.0])
 
 
 def test_lits_summaries_are_not_read_as_deeplesion(tmp_path, capsys, load_tool):
@@ -101,3 +117,4 @@ def test_study_script_skips_finished_runs_and_prints_both_tables(tmp_path):
     test_va, train_va = tables[2], tables[5]
     assert test_va[2:4] == ["75.0", "75.0"] and train_va[2:4] == ["100.0", "100.0"]  # sens@0.5, sens@1
     assert (out / "study.json").is_file() and (out / "study_train.json").is_file()
+    assert (out / "froc.png").stat().st_size > 1000

@@ -92,6 +92,10 @@ def add_va_config(cfg):
     # DeepLesion FROC/AP50 rules: "official" (published DeepLesion code of 3DCE/MULAN: +1 px box sizes in IoU, ties
     # later-first) or "continuous" (detectron2 boxes, ties earlier-first).
     _C.TEST.CT.FROC_CONVENTION = "official"
+    # A JSON file {key slice File_name: [[x0, y0, x1, y1], ...]} of structures that look like lesions but are not
+    # (the synthetic DeepLesion's lookalikes.json: its vessel cross-sections); the FROC evaluator then reports the
+    # share of its false positives that lie on one (lookalike_fp@0.5..4). "": none.
+    _C.TEST.CT.LOOKALIKES = ""
     # Evaluate LiTS-style datasets case by case through the feature cache (about one backbone pass per slice); False:
     # detectron2's per-slice inference_on_dataset.
     _C.TEST.CT.CASE_LEVEL = True

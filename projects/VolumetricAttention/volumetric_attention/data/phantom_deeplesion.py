@@ -4,7 +4,9 @@ Layout, as :mod:`.deeplesion` and ``tools/prepare_deeplesion.py`` read it: one f
 ``<out>/Images_png/<series>/<slice:03d>.png`` with ``<series>`` = ``<patient>_<study>_<series id>`` (16-bit PNGs,
 HU + 32768, slices numbered from 1), and ``<out>/DL_info.csv`` with the official 18 columns, one row per lesion of a
 key slice. ``<out>/phantoms.json`` records how each series was made, so that its label volume can be made again with
-:func:`.phantoms.make_phantom`.
+:func:`.phantoms.make_phantom`. ``<out>/lookalikes.json`` (not part of DeepLesion's layout; the preparation ignores
+it) lists, per key slice File_name, the boxes of the vessel cross-sections in it: ``TEST.CT.LOOKALIKES`` gives it to
+the FROC evaluator, which then tells the false positives on a vessel from the others.
 
 What poses the z-context question for boxes is the profile (default ``zcontext_liver``): vessels of the small
 lesions' size and HU run along z through the liver, so in one slice (and in one 3-slice image) a vessel's
@@ -30,6 +32,7 @@ cross-section looks like a lesion; only the neighbouring slices tell them apart.
 Cost: about 2 s per series of 128 x 128 slices on one core (the phantom is made at 256 x 256); ``workers`` runs
 series in parallel processes.
 """
+import contextlib
 import csv
 import io
 import json
@@ -49,8 +52,8 @@ from .cache import INDEX_FILE, read_json
 from .deeplesion import HU_OFFSET
 from .phantoms import PROFILES, make_phantom
 
-__all__ = ["DL_INFO_COLUMNS", "SLICE_INTERVALS_MM", "MIN_DIAMETER_MM", "plan_series", "recist_axes",
-           "key_slice_lesions", "check_targets", "write_deeplesion_phantoms"]
+__all__ = ["DL_INFO_COLUMNS", "SLICE_INTERVALS_MM", "MIN_DIAMETER_MM", "LOOKALIKES_FILE", "plan_series", "recist_axes",
+           "key_slice_lesions", "section_boxes", "check_targets", "write_deeplesion_phantoms"]
 
 # the official DL_info.csv header, in order
 DL_INFO_COLUMNS = ["File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index",
@@ -65,6 +68,7 @@ SERIES_LENGTH_MM = (100.0, 160.0)
 MIN_DIAMETER_MM = 3.0
 DEFAULT_PROFILE = "zcontext_liver"
 MARKER_FILE = "phantoms.json"
+LOOKALIKES_FILE = "lookalikes.json"
 LIVER_TYPE, UNKNOWN_TYPE = 4, -1
 LIVER_WINDOW = "-175, 275"  # DICOM_windows: the liver window DeepLesion lists for abdominal key slices
 _SHORT_AXIS_COS = math.sin(math.radians(8.0))  # |cos| of the angle to the long axis a short-axis chord may have
@@ -179,6 +183,13 @@ def key_slice_lesions(labels: np.ndarray, spacing_zyx) -> Dict[int, List[dict]]:
     return out
 
 
+def section_boxes(mask_hw: np.ndarray) -> List[List[float]]:
+    """XYXY_ABS boxes ``[x0, y0, x1 + 1, y1 + 1]`` of the 4-connected components of a 2D mask, in label order."""
+    components, _ = ndimage.label(mask_hw)
+    return [[float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)]
+            for ys, xs in ndimage.find_objects(components)]
+
+
 def _numbers(values) -> str:
     return ", ".join(f"{float(v):.6g}" for v in values)
 
@@ -192,17 +203,23 @@ def _write_png(path, hu_slice: np.ndarray):
         f.write(data.tobytes())
 
 
-def _write_series(plan: dict, out_dir: str) -> List[dict]:
-    """Make one series' phantom, write its slices and return its key slices' rows (Possibly_noisy still 0)."""
-    hu, labels, spacing = make_phantom(plan["phantom_seed"], shape=plan["shape"], spacing=plan["spacing_zyx"],
-                                       profile=plan["profile"])
+def _write_series(plan: dict, out_dir: str):
+    """Make one series' phantom and write its slices.
+
+    Returns:
+        (rows, lookalikes): its key slices' rows (Possibly_noisy still 0); {File_name: vessel cross-section boxes}
+        of its key slices.
+    """
+    hu, labels, spacing, vessels = make_phantom(plan["phantom_seed"], shape=plan["shape"],
+                                                spacing=plan["spacing_zyx"], profile=plan["profile"], with_vessels=True)
     folder = os.path.join(out_dir, "Images_png", plan["series"])
     for z in range(hu.shape[0]):
         _write_png(os.path.join(folder, f"{z + 1:03d}.png"), hu[z])
     num_slices, height, width = labels.shape
     lesion_type = UNKNOWN_TYPE if plan["split"] == 1 else LIVER_TYPE
-    rows = []
+    rows, lookalikes = [], {}
     for z, lesions in key_slice_lesions(labels, spacing).items():
+        lookalikes[f"{plan['series']}_{z + 1:03d}.png"] = section_boxes(vessels[z])
         for lesion in lesions:
             long_px = float(np.linalg.norm(lesion["long"][1] - lesion["long"][0]))
             short_px = float(np.linalg.norm(lesion["short"][1] - lesion["short"][0]))
@@ -218,7 +235,7 @@ def _write_series(plan: dict, out_dir: str) -> List[dict]:
                 "Image_size": f"{height}, {width}", "DICOM_windows": LIVER_WINDOW,
                 "Patient_gender": plan["gender"], "Patient_age": plan["age"], "Train_Val_Test": plan["split"],
             })
-    return rows
+    return rows, lookalikes
 
 
 def _flag_noisy(rows: List[dict], noisy_share: float, seed: int):
@@ -266,7 +283,8 @@ def write_deeplesion_phantoms(out_dir, num_series: int = 30, seed: int = 0, prof
                               size: Optional[int] = None, slice_interval: Optional[float] = None,
                               slices: Optional[int] = None, length_mm: Sequence[float] = SERIES_LENGTH_MM,
                               noisy_share: float = 0.1, workers: int = 1, progress: bool = False) -> List[dict]:
-    """Write ``num_series`` phantom series, ``DL_info.csv`` (last) and ``phantoms.json`` into ``out_dir``.
+    """Write ``num_series`` phantom series, ``DL_info.csv`` (last), ``phantoms.json`` and ``lookalikes.json`` into
+    ``out_dir``.
 
     Deterministic in the arguments (``workers`` aside). See :func:`plan_series` for ``size``, ``slice_interval``,
     ``slices`` and ``length_mm``. Returns the CSV rows ({column: value}, one per lesion).
@@ -283,18 +301,17 @@ def write_deeplesion_phantoms(out_dir, num_series: int = 30, seed: int = 0, prof
     marker = {"layout": "deeplesion", "num_series": num_series, "seed": seed, "profile": profile,
               "noisy_share": noisy_share, "series": {p["series"]: p for p in plans}}
     write_text_atomic(os.path.join(out_dir, MARKER_FILE), json.dumps(marker, indent=1))
-    rows = []
-    with progress_bar(total=len(plans), desc="DeepLesion phantoms", unit="series", disable=not progress) as bar:
-        if workers > 1 and len(plans) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for series_rows in pool.map(_write_series, plans, [out_dir] * len(plans)):
-                    rows.extend(series_rows)
-                    bar.update(1)
-        else:
-            for plan in plans:
-                rows.extend(_write_series(plan, out_dir))
-                bar.update(1)
+    rows, lookalikes = [], {}
+    parallel = workers > 1 and len(plans) > 1
+    with progress_bar(total=len(plans), desc="DeepLesion phantoms", unit="series", disable=not progress) as bar, \
+            (ProcessPoolExecutor(max_workers=workers) if parallel else contextlib.nullcontext()) as pool:
+        run = pool.map if parallel else map
+        for series_rows, series_lookalikes in run(_write_series, plans, [out_dir] * len(plans)):
+            rows.extend(series_rows)
+            lookalikes.update(series_lookalikes)
+            bar.update(1)
     _flag_noisy(rows, noisy_share, seed)
+    write_text_atomic(os.path.join(out_dir, LOOKALIKES_FILE), json.dumps(lookalikes, indent=1))
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=DL_INFO_COLUMNS, lineterminator="\n")
     writer.writeheader()

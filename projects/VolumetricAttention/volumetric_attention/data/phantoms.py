@@ -126,9 +126,8 @@ def _inner(outer, box):
 
 
 def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
-                 noise_hu: Optional[float] = None,
-                 profile: str = "abdomen") -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
-    """One phantom. Deterministic in ``seed`` and ``profile``.
+                 noise_hu: Optional[float] = None, profile: str = "abdomen", with_vessels: bool = False) -> tuple:
+    """One phantom. Deterministic in ``seed`` and ``profile`` (``with_vessels`` changes no voxel of it).
 
     Args:
         shape: (Z, H, W) the anatomy is made at; default Z in [40, 80] and the profile's ``size_px`` (128). A
@@ -136,9 +135,11 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
         spacing: (z, y, x) mm; default z in [1, 3] mm, in-plane from the profile.
         noise_hu: std of the Gaussian noise; default in [10, 20] HU.
         profile: a key of :data:`PROFILES` (sizes and counts of vessels and lesions, field of view).
+        with_vessels: also return where the vessels are.
     Returns:
         hu: (Z, H, W) float32 HU; labels: (Z, H, W) uint8 (0 background, 1 liver incl. vessels, 2 lesion);
-        spacing (z, y, x) mm.
+        spacing (z, y, x) mm; with ``with_vessels``, last, vessels: (Z, H, W) bool, the vessel voxels a lesion did
+        not replace (labelled liver in ``labels``).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown phantom profile {profile!r}; choose from {sorted(PROFILES)}")
@@ -205,6 +206,7 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     # the liver's bounding box (of its two ellipsoids), and every view of the volumes on it
     lbox = _union(box_a, box_b)
     liver_b, hu_b, labels = liver[lbox], hu[lbox], liver.astype(np.uint8)
+    vessels = np.zeros(liver.shape, dtype=bool) if with_vessels else None
     texture_b = texture[lbox]
     hu_b[liver_b] = LIVER + texture_b[liver_b]
 
@@ -231,6 +233,8 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
         tbox = (slice(None), _bounds(rows), _bounds(cols))
         tube = ((yy_b[:, tbox[1]] - cy) ** 2 + (xx_b[:, :, tbox[2]] - cx) ** 2 <= radius ** 2) & liver_b[tbox]
         hu_b[tbox][tube] = (HYPER if rng.random() < 0.5 else HYPO) + texture_b[tbox][tube] * 0.5
+        if vessels is not None:
+            vessels[lbox][tbox] |= tube
 
     # lesions: ellipsoids, small and larger, hypo- or hyper-dense, kept inside the liver. The depth (distance to
     # the nearest voxel outside the liver) on the liver's box grown by one voxel of background is the whole
@@ -274,8 +278,11 @@ def make_phantom(seed: int, shape: Optional[Sequence[int]] = None, spacing: Opti
     if crop and (h > crop or w > crop):
         window = _crop_window(liver.any(axis=0), min(crop, h), min(crop, w))
         hu, labels, noise = np.ascontiguousarray(hu[window]), np.ascontiguousarray(labels[window]), noise[window]
+        vessels = None if vessels is None else np.ascontiguousarray(vessels[window])
     hu += noise.astype(np.float32)
-    return hu, labels, (sz, sy, sx)
+    if vessels is None:
+        return hu, labels, (sz, sy, sx)
+    return hu, labels, (sz, sy, sx), vessels & (labels != 2)
 
 
 def _crop_window(mask_yx, crop_h, crop_w):

@@ -12,12 +12,20 @@ kidney, soft tissue, pelvis; -1 unknown) and by lesion size (``diameter_mm``, th
 < 10 mm, 10-30 mm, > 30 mm; 10 and 30 fall in "10to30mm"), each at the cut-offs of the whole set. No metric name has a
 ``-``: detectron2's ``copypaste`` line drops such keys.
 
+False positives on look-alikes: given boxes of structures that look like lesions but are not, per image
+(``lookalikes``, ``TEST.CT.LOOKALIKES``: a JSON file ``{File_name: [[x0, y0, x1, y1], ...]}`` keyed like
+DL_info.csv; the synthetic DeepLesion's ``lookalikes.json`` lists its vessel cross-sections),
+``lookalike_fp@f`` is the share of the FPs allowed at f FPs/image (f in 0.5, 1, 2, 4) whose box centre lies in one
+(:func:`.froc.fp_share_in_regions`), so a model that learns to tell them apart shows a smaller share. An image the
+file does not list has none.
+
 Sensitivities and AP are in percent everywhere: in the returned metrics, the log, the JSON (curve included) and the
 CSV.
 
 Files written to ``output_dir``: ``deeplesion_summary.json`` (the result file ``tools/plot_results.py`` reads),
-``deeplesion_froc.csv`` (the curve) and ``deeplesion_froc.png``.
+``deeplesion_froc.csv`` (the curve: each ranked detection with its image, box and score) and ``deeplesion_froc.png``.
 """
+import json
 import logging
 import os
 from collections import OrderedDict
@@ -29,10 +37,10 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
-from .froc import AVG_FPS, DEFAULT_FPS, average_precision, check_convention, froc, sensitivity_at
+from .froc import AVG_FPS, DEFAULT_FPS, average_precision, check_convention, fp_share_in_regions, froc, sensitivity_at
 from .results_io import write_csv, write_json
 
-__all__ = ["DeepLesionFROCEvaluator", "LESION_TYPES", "SIZE_RANGES", "RESULTS_KEY"]
+__all__ = ["DeepLesionFROCEvaluator", "LESION_TYPES", "SIZE_RANGES", "RESULTS_KEY", "load_lookalikes"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,29 @@ LESION_TYPES = {1: "bone", 2: "abdomen", 3: "mediastinum", 4: "liver", 5: "lung"
                 8: "pelvis", -1: "unknown"}
 # (name, low, high) in mm: low <= d <= high, except "<10mm" (d < 10) and ">30mm" (d > 30)
 SIZE_RANGES = (("<10mm", -np.inf, 10.0), ("10to30mm", 10.0, 30.0), (">30mm", 30.0, np.inf))
+
+
+def load_lookalikes(path):
+    """Read a look-alikes file: ``{File_name: [[x0, y0, x1, y1], ...]}`` -> ``{case id (File_name without its
+    extension, as the prepared dataset names key slices): float64 [R, 4]}``.
+
+    Raises:
+        ValueError: one line naming the file and what is wrong with it.
+    """
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the look-alikes file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {{File_name: [[x0, y0, x1, y1], ...]}}, got a {type(data).__name__}")
+    out = {}
+    for name, boxes in data.items():
+        try:
+            out[os.path.splitext(name)[0]] = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: {name}: expected a list of [x0, y0, x1, y1] boxes") from None
+    return out
 
 
 def _fp_key(f):
@@ -65,7 +96,7 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
 
     @configurable
     def __init__(self, dataset_name, output_dir=None, distributed=True, iou_thresh=0.5, fps=DEFAULT_FPS,
-                 convention="official"):
+                 convention="official", lookalikes=None):
         """
         Args:
             dataset_name: a registered dataset; its dicts give the image order and GT the inputs lack.
@@ -74,6 +105,8 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
             iou_thresh: IoU at which a detection hits a GT box.
             fps: the FP rates per image reported as ``sens@f``.
             convention: "official" or "continuous" (:mod:`.froc`).
+            lookalikes: {case id: [R, 4] XYXY boxes} of structures that look like lesions (:func:`load_lookalikes`),
+                or None: no ``lookalike_fp@f``.
         """
         self._dataset_name = dataset_name
         self._output_dir = output_dir
@@ -81,18 +114,25 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         self._iou_thresh = float(iou_thresh)
         self._fps = tuple(float(f) for f in fps)
         self._convention = check_convention(convention)
+        self._lookalikes = lookalikes
         self._gt_index = None
         self.reset()
 
     @classmethod
     def from_config(cls, cfg, dataset_name, output_dir=None):
-        """Keyword arguments from the config's ``TEST.CT.*`` keys; a bad convention names its key."""
+        """Keyword arguments from the config's ``TEST.CT.*`` keys; a bad convention or look-alikes file names its
+        key."""
         convention = cfg.TEST.CT.FROC_CONVENTION
         try:
             check_convention(convention)
         except ValueError as e:
             raise ValueError(f"TEST.CT.FROC_CONVENTION: {e}") from None
-        return {"dataset_name": dataset_name, "output_dir": output_dir, "convention": convention}
+        try:
+            lookalikes = load_lookalikes(cfg.TEST.CT.LOOKALIKES) if cfg.TEST.CT.LOOKALIKES else None
+        except ValueError as e:
+            raise ValueError(f"TEST.CT.LOOKALIKES: {e}") from None
+        return {"dataset_name": dataset_name, "output_dir": output_dir, "convention": convention,
+                "lookalikes": lookalikes}
 
     @property
     def convention(self):
@@ -104,27 +144,36 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         self._images = {}
 
     def _dataset_index(self):
-        """image_id -> (position in the dataset, annotations); empty when the dataset is not registered."""
+        """image_id -> (position in the dataset, dataset dict); empty when the dataset is not registered."""
         if self._gt_index is None:
             dicts = DatasetCatalog.get(self._dataset_name) if self._dataset_name in DatasetCatalog.list() else []
-            self._gt_index = {d["image_id"]: (k, d.get("annotations", [])) for k, d in enumerate(dicts)}
+            self._gt_index = {d["image_id"]: (k, d) for k, d in enumerate(dicts)}
         return self._gt_index
 
-    def _dataset_annotations(self, image_id):
-        return self._dataset_index()[image_id][1]
+    def _dataset_dict(self, image_id):
+        """The dataset's dict of an image, or None."""
+        entry = self._dataset_index().get(image_id)
+        return None if entry is None else entry[1]
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
-            anns = inp["annotations"] if "annotations" in inp else self._dataset_annotations(inp["image_id"])
+            image_id = inp["image_id"]
+            record = inp if "annotations" in inp else self._dataset_dict(image_id)
+            if record is None:
+                raise KeyError(f"DeepLesionFROCEvaluator: image_id {image_id!r} has no annotations and is not in "
+                               f"dataset {self._dataset_name!r}")
+            anns = record.get("annotations", [])
+            case_id = inp.get("case_id", (self._dataset_dict(image_id) or {}).get("case_id"))
             gt = np.array([BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS)
                            for a in anns], dtype=np.float64).reshape(-1, 4)
             instances = out["instances"].to("cpu")
-            self._images[inp["image_id"]] = {
+            self._images[image_id] = {
                 "pred_boxes": instances.pred_boxes.tensor.numpy().astype(np.float64),
                 "scores": instances.scores.numpy().astype(np.float64),
                 "gt_boxes": gt,
                 "gt_types": np.array([int(a.get("lesion_type", -1)) for a in anns], dtype=np.int64),
                 "gt_diameters": np.array([float(a.get("diameter_mm", np.nan)) for a in anns], dtype=np.float64),
+                "case_id": case_id,
             }
 
     def _gathered(self):
@@ -168,6 +217,15 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
             breakdown[name] = {"num_gt": int(subset.sum()), **{_fp_key(f): 100.0 * s[f] for f in self._fps},
                                "sens_avg": 100.0 * float(np.mean([s[f] for f in AVG_FPS]))}
             metrics[f"sens_avg/{name}"] = breakdown[name]["sens_avg"]
+        if self._lookalikes is not None:
+            regions = [self._lookalikes.get(r["case_id"], np.zeros((0, 4))) for r in recs]
+            unlisted = sum(r["case_id"] not in self._lookalikes for r in recs)
+            if unlisted:
+                logger.warning(f"DeepLesionFROCEvaluator on {self._dataset_name}: {unlisted} of {len(recs)} images "
+                               "are not in the look-alikes file (counted as having none)")
+            shares = fp_share_in_regions(curve, boxes, regions, AVG_FPS)
+            for f, share in zip(AVG_FPS, shares):
+                metrics[f"lookalike_fp@{f:g}"] = 100.0 * float(share)
         metrics["num_images"] = curve["num_images"]
         metrics["num_gt"] = curve["num_gt"]
         if curve["num_gt"] == 0:
@@ -179,7 +237,7 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
         logger.info(f"DeepLesion FROC ({self._convention} convention) on {self._dataset_name}: "
                     + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if "/" not in k))
         if self._output_dir:
-            self._write(curve, metrics, breakdown)
+            self._write(curve, recs, ids, metrics, breakdown)
         return OrderedDict({RESULTS_KEY: metrics})
 
     @staticmethod
@@ -195,14 +253,21 @@ class DeepLesionFROCEvaluator(DatasetEvaluator):
                 groups[name] = sizes == name
         return groups
 
-    def _write(self, curve, metrics, breakdown):
+    def _write(self, curve, recs, ids, metrics, breakdown):
         from .plots import plot_froc
 
         out = self._output_dir
-        rows = [{"rank": k + 1, "fp_per_image": curve["fp_per_image"][k],
-                 "sensitivity": 100.0 * curve["sensitivity"][k],
-                 "is_fp": int(curve["is_fp"][k])} for k in range(len(curve["is_fp"]))]
-        write_csv(os.path.join(out, "deeplesion_froc.csv"), rows, ["rank", "fp_per_image", "sensitivity", "is_fp"])
+        rows = []
+        for k in range(len(curve["is_fp"])):
+            i, d = curve["image_index"][k], curve["det_index"][k]
+            x0, y0, x1, y1 = recs[i]["pred_boxes"][d]
+            rows.append({"rank": k + 1, "fp_per_image": curve["fp_per_image"][k],
+                         "sensitivity": 100.0 * curve["sensitivity"][k], "is_fp": int(curve["is_fp"][k]),
+                         "image_id": ids[i], "case_id": recs[i]["case_id"], "score": recs[i]["scores"][d],
+                         "x0": x0, "y0": y0, "x1": x1, "y1": y1})
+        write_csv(os.path.join(out, "deeplesion_froc.csv"), rows,
+                  ["rank", "fp_per_image", "sensitivity", "is_fp", "image_id", "case_id", "score", "x0", "y0", "x1",
+                   "y1"])
         # the curve at its FP steps only (the top of each vertical step) keeps the JSON small; no detections, no curve
         is_fp = curve["is_fp"]
         last_before_fp = np.flatnonzero(np.append(is_fp[1:], True)) if len(is_fp) else np.zeros(0, np.int64)

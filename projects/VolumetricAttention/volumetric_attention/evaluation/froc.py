@@ -41,8 +41,8 @@ interpolation"). AP is 0 without detections and NaN without GT (as sensitivity i
 """
 import numpy as np
 
-__all__ = ["box_iou", "rank_detections", "froc", "sensitivity_at", "average_precision", "check_convention",
-           "CONVENTIONS", "DEFAULT_FPS", "AVG_FPS"]
+__all__ = ["box_iou", "rank_detections", "froc", "sensitivity_at", "fp_share_in_regions", "average_precision",
+           "check_convention", "CONVENTIONS", "DEFAULT_FPS", "AVG_FPS"]
 
 DEFAULT_FPS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 AVG_FPS = (0.5, 1.0, 2.0, 4.0)
@@ -105,7 +105,8 @@ def froc(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5, convention="official
         convention: "official" or "continuous" (module docstring).
     Returns:
         dict: ``sensitivity`` [D] (NaN without GT) and ``fp_per_image`` [D] after each ranked detection;
-        ``is_fp`` [D] bool; ``found_rank`` [G] (rank of the detection that found each GT, images concatenated in order; -1 when never
+        ``is_fp`` [D] bool; ``image_index`` [D] and ``det_index`` [D], the image and its detection at each rank;
+        ``found_rank`` [G] (rank of the detection that found each GT, images concatenated in order; -1 when never
         found); ``num_images``; ``num_gt``.
     """
     n_img = len(gt_boxes)
@@ -134,7 +135,8 @@ def froc(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5, convention="official
         new_hits[rank] = len(new)
     sensitivity = np.cumsum(new_hits) / num_gt if num_gt else np.full(len(order), np.nan)
     fp_per_image = np.cumsum(is_fp) / max(n_img, 1)
-    return {"sensitivity": sensitivity, "fp_per_image": fp_per_image, "is_fp": is_fp, "found_rank": found_rank,
+    return {"sensitivity": sensitivity, "fp_per_image": fp_per_image, "is_fp": is_fp,
+            "image_index": image_index[order], "det_index": det_index[order], "found_rank": found_rank,
             "num_images": n_img, "num_gt": num_gt}
 
 
@@ -161,6 +163,36 @@ def sensitivity_at(curve, fps=DEFAULT_FPS, gt_subset=None):
         # detections strictly above the first FP that exceeds the allowance
         cut = fp_ranks[allowed] if allowed < len(fp_ranks) else n_det
         out.append(np.mean((found_rank >= 0) & (found_rank < cut)))
+    return np.asarray(out, dtype=np.float64)
+
+
+def fp_share_in_regions(curve, pred_boxes, region_boxes, fps=AVG_FPS):
+    """The share of the false positives allowed at each FP rate whose box centre lies in a given region.
+
+    The FPs allowed at f FPs/image are the first ``floor(f · n_images)`` FPs of the ranking (all of them when there are
+    fewer): those :func:`sensitivity_at` reads the sensitivity above. A centre ``(cx, cy)`` lies in a region box
+    ``[x0, y0, x1, y1]`` when ``x0 <= cx <= x1`` and ``y0 <= cy <= y1``.
+
+    Args:
+        curve: the dict returned by :func:`froc` for ``pred_boxes``.
+        pred_boxes: list over images of [N_i, 4] XYXY, as given to :func:`froc`.
+        region_boxes: list over images of [R_i, 4] XYXY (e.g. the structures that look like lesions but are not).
+    Returns:
+        float64 array [len(fps)], fractions in [0, 1]; NaN where no FP is allowed (or there is none).
+    """
+    fp_ranks = np.flatnonzero(curve["is_fp"])
+    inside = np.zeros(len(fp_ranks), dtype=bool)
+    for j, rank in enumerate(fp_ranks):
+        i, k = curve["image_index"][rank], curve["det_index"][rank]
+        regions = np.asarray(region_boxes[i], dtype=np.float64).reshape(-1, 4)
+        x0, y0, x1, y1 = np.asarray(pred_boxes[i], dtype=np.float64).reshape(-1, 4)[k]
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        inside[j] = bool(((regions[:, 0] <= cx) & (cx <= regions[:, 2])
+                          & (regions[:, 1] <= cy) & (cy <= regions[:, 3])).any())
+    out = []
+    for f in fps:
+        allowed = min(int(np.floor(f * curve["num_images"] + 1e-9)), len(fp_ranks))
+        out.append(inside[:allowed].mean() if allowed else np.nan)
     return np.asarray(out, dtype=np.float64)
 
 

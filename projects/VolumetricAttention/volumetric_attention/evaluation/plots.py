@@ -47,7 +47,8 @@ def plot_froc(results, labels, path):
     labels = _labels(results, labels)
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot(1, 1, 1)
-    for color, (res, label) in zip(("C0", "C1", "C2", "C3"), zip(results, labels)):
+    for i, (res, label) in enumerate(zip(results, labels)):
+        color = f"C{i % 10}"
         fp = np.asarray(res["curve"]["fp_per_image"], dtype=np.float64)
         sens = _percent(res) * np.asarray(res["curve"]["sensitivity"], dtype=np.float64)
         keep = fp > 0  # log axis

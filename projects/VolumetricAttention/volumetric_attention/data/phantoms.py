@@ -6,7 +6,7 @@ liver. A vessel's cross-section in one slice looks like a small lesion; only nei
 vessel continues over many slices, a small lesion over few).
 """
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk

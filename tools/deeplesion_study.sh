@@ -5,7 +5,9 @@
 # per image with VA than with the baselines that see the same slices?
 # Rows (configs/DeepLesion/faster_rcnn_R_18_FPN_GN_*, one schedule, data and seed for all): the 2.5D baseline;
 # early fusion (the 9 slices VA sees as 9 input channels); 3DCE late fusion (bag of 3); VA with the cosine slice
-# similarity; VA + context features (the project's recommended from-scratch VA).
+# similarity; VA + context features (the project's recommended from-scratch VA). Two more rows, not run by default
+# (STUDY_RUNS): the baseline and VA + context features with deformable convs in res3-res5 (dconv_baseline,
+# dconv_va_context_features).
 # Each run trains on deeplesion_train + deeplesion_val, is scored on deeplesion_test (the FROC at the end of
 # training) and on deeplesion_train (the collapse check: the lesions found on the run's own training key slices),
 # and the table is printed (mean ± std over seeds): sensitivity at 0.5, 1, 2 and 4 FPs per image and their mean,
@@ -32,6 +34,8 @@ declare -A CONFIG=(
     [threedce]=${C}_3dce_bag3.yaml
     [va]=${C}_va_bag3.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
+    [dconv_baseline]=${C}_dconv_baseline.yaml
+    [dconv_va_context_features]=${C}_dconv_va_context_bag3.yaml
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
@@ -39,6 +43,8 @@ declare -A LABEL=(
     [threedce]="3DCE late fusion (bag of 3)"
     [va]="VA, cosine similarity"
     [va_context_features]="VA, cosine + context features"
+    [dconv_baseline]="deformable baseline"
+    [dconv_va_context_features]="deformable VA, cosine + context features"
 )
 RUNS=${STUDY_RUNS:-"baseline early_fusion threedce va va_context_features"}
 for name in $RUNS; do

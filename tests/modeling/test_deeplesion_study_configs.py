@@ -17,7 +17,10 @@ ROWS = {
     "threedce": "faster_rcnn_R_18_FPN_GN_3dce_bag3.yaml",
     "va": "faster_rcnn_R_18_FPN_GN_va_bag3.yaml",
     "va_context_features": "faster_rcnn_R_18_FPN_GN_va_context_bag3.yaml",
+    "dconv_baseline": "faster_rcnn_R_18_FPN_GN_dconv_baseline.yaml",
+    "dconv_va_context_features": "faster_rcnn_R_18_FPN_GN_dconv_va_context_bag3.yaml",
 }
+DEFORM_KEYS = ("DEFORM_ON_PER_STAGE", "DEFORM_MODULATED", "DEFORM_NUM_GROUPS")
 
 
 def _cfg(name):
@@ -29,8 +32,10 @@ def test_rows_share_schedule_seed_data_and_evaluation(row):
     va, cfg = _cfg(ROWS["va"]), _cfg(ROWS[row])
     for key in ("SOLVER", "SEED", "INPUT", "DATASETS", "DATALOADER", "TEST"):
         assert cfg[key] == va[key], key
-    for key in ("RESNETS", "FPN", "ANCHOR_GENERATOR", "RPN", "ROI_HEADS", "ROI_BOX_HEAD"):
+    for key in ("FPN", "ANCHOR_GENERATOR", "RPN", "ROI_HEADS", "ROI_BOX_HEAD"):
         assert cfg.MODEL[key] == va.MODEL[key], key
+    resnets = {k: v for k, v in cfg.MODEL.RESNETS.items() if k not in DEFORM_KEYS}
+    assert resnets == {k: v for k, v in va.MODEL.RESNETS.items() if k not in DEFORM_KEYS}
 
 
 def test_each_row_is_its_model():
@@ -49,6 +54,13 @@ def test_each_row_is_its_model():
     context.defrost()
     context.MODEL.VA.CONTEXT_FEATURES = False
     assert context.dump() == cfgs["va"].dump()
+    # the deformable rows are their plain rows with deformable res3-res5, nothing else
+    for row in ("baseline", "va_context_features"):
+        deform = cfgs[f"dconv_{row}"].clone()
+        assert list(deform.MODEL.RESNETS.DEFORM_ON_PER_STAGE) == [False, True, True, True], row
+        deform.defrost()
+        deform.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False] * 4
+        assert deform.dump() == cfgs[row].dump(), row
 
 
 def test_synthetic_rows_use_a_soft_tissue_window_real_data_configs_deeplesions():

@@ -6,51 +6,58 @@ import pytest
 import torch
 import torchvision.ops
 from detectron2.modeling import build_backbone
-from detectron2.modeling.backbone.resnet import BottleneckBlock
+from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
 import volumetric_attention
-from volumetric_attention.modeling import DeformBottleneckBlock
+from volumetric_attention.modeling import DeformBasicBlock, DeformBottleneckBlock
 
 DEEPLESION = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "DeepLesion")
-BLOCK_ARGS = dict(bottleneck_channels=32, stride=2, norm="GN")
+# block kind -> (deformable block, detectron2's plain block, their arguments)
+BLOCKS = {"bottleneck": (DeformBottleneckBlock, BottleneckBlock, dict(bottleneck_channels=32, stride=2, norm="GN")),
+          "basic": (DeformBasicBlock, BasicBlock, dict(stride=2, norm="GN"))}
 
 
-def _pair(modulated=False, groups=1):
+def _pair(kind="bottleneck", modulated=False, groups=1):
+    deform_cls, plain_cls, args = BLOCKS[kind]
     torch.manual_seed(0)
-    deform = DeformBottleneckBlock(32, 64, deform_modulated=modulated, deform_num_groups=groups, **BLOCK_ARGS)
-    plain = BottleneckBlock(32, 64, **BLOCK_ARGS)
+    deform = deform_cls(32, 64, deform_modulated=modulated, deform_num_groups=groups, **args)
+    plain = plain_cls(32, 64, **args)
     missing, unexpected = plain.load_state_dict(deform.state_dict(), strict=False)
     assert not missing and set(unexpected) == {"conv2_offset.weight", "conv2_offset.bias"}
     return deform, plain
 
 
-def test_parameter_names_match_detectron2_deform_block():
-    deform, _ = _pair(modulated=True, groups=2)
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+def test_parameter_names_match_detectron2_deform_block(kind):
+    deform, _ = _pair(kind, modulated=True, groups=2)
     names = set(deform.state_dict())
     assert {"conv2_offset.weight", "conv2_offset.bias", "conv2.weight", "conv2.norm.weight", "conv2.norm.bias"} <= names
     assert "conv2.bias" not in names
     assert deform.conv2_offset.out_channels == 27 * 2
 
 
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
 @pytest.mark.parametrize("groups", [1, 2])
-def test_starts_as_the_plain_block(groups):
-    deform, plain = _pair(groups=groups)
+def test_starts_as_the_plain_block(kind, groups):
+    deform, plain = _pair(kind, groups=groups)
     x = torch.randn(2, 32, 16, 16)
     torch.testing.assert_close(deform(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def test_modulated_starts_as_half_modulated_plain_conv():
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
+def test_modulated_starts_as_half_modulated_plain_conv(kind):
     # Zero modulation logits give sigmoid(0) = 0.5 (DCNv2 and detectron2 convention).
-    deform, plain = _pair(modulated=True)
+    deform, plain = _pair(kind, modulated=True)
     with torch.no_grad():
         plain.conv2.weight.mul_(0.5)
     x = torch.randn(2, 32, 16, 16)
     torch.testing.assert_close(deform(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", sorted(BLOCKS))
 @pytest.mark.parametrize("modulated", [False, True])
-def test_offsets_learn(modulated):
-    deform, _ = _pair(modulated=modulated)
+def test_offsets_learn(kind, modulated):
+    deform, _ = _pair(kind, modulated=modulated)
     opt = torch.optim.SGD(deform.parameters(), lr=1.0)
     before = deform.conv2_offset.weight.detach().clone()
     x = torch.randn(2, 32, 16, 16)
@@ -90,7 +97,13 @@ def test_baseline_and_freezing_honour_deform_options(tiny_cfg):
     assert bb(torch.randn(1, 3, 64, 64))["p2"].shape == (1, 32, 16, 16)
 
 
-def test_deform_needs_bottleneck_blocks(tiny_cfg):
-    cfg = tiny_cfg(os.path.join(DEEPLESION, "faster_rcnn_R_50_FPN_dconv_baseline.yaml"))  # R18 from the tiny opts
-    with pytest.raises(ValueError, match="DEPTH >= 50"):
-        build_backbone(cfg)
+def test_resnet18_gets_deformable_basic_blocks(tiny_cfg):
+    cfg = tiny_cfg(os.path.join(DEEPLESION, "faster_rcnn_R_18_FPN_GN_dconv_va_context_bag3.yaml"))
+    assert cfg.MODEL.RESNETS.DEPTH == 18
+    bb = build_backbone(cfg)
+    stages = dict(zip(bb.bottom_up.stage_names, bb.bottom_up.stages))
+    assert all(type(b) is BasicBlock for b in stages["res2"])
+    for name in ("res3", "res4", "res5"):
+        assert all(isinstance(b, DeformBasicBlock) for b in stages[name])
+    out = bb(torch.randn(1, 9, 64, 64))
+    assert set(out) == {"p2", "p3", "p4", "p5", "p6"} and out["p3"].shape[-2:] == (8, 8)

@@ -8,7 +8,7 @@ from .attention import VolumetricAttention, VolumetricChannelAttention, Volumetr
 from .dice_ce_head import DiceCESemSegFPNHead, soft_dice_loss
 from .early_fusion import build_early_fusion_resnet_fpn_backbone
 from .late_fusion import BagConcatFusion, build_3dce_resnet_fpn_backbone
-from .deformable import DeformBottleneckBlock, DeformConv, build_deformable_resnet_backbone
+from .deformable import DeformBasicBlock, DeformBottleneckBlock, DeformConv, build_deformable_resnet_backbone
 from .va_fpn import (
     BAG_SUFFIX,
     VAFPN,
@@ -29,6 +29,7 @@ __all__ = [
     "build_va_retinanet_resnet_fpn_backbone",
     "DeformConv",
     "DeformBottleneckBlock",
+    "DeformBasicBlock",
     "build_deformable_resnet_backbone",
     "VAStandardROIHeads",
     "DiceCESemSegFPNHead",

@@ -1,4 +1,6 @@
-"""Deformable ResNet blocks on torchvision's ``deform_conv2d``, and a ResNet builder that honours the deform options.
+"""Deformable ResNet blocks on torchvision's ``deform_conv2d``, and a ResNet builder that honours the deform options
+at every depth: bottleneck blocks (R-50 and deeper) as detectron2 has them, basic blocks (R-18, R-34, which detectron2
+cannot make deformable) with their second 3x3 conv deformable.
 
 detectron2's own ``DeformConv``/``ModulatedDeformConv`` need its compiled extension (and have no CPU backward).
 ``torchvision.ops.deform_conv2d`` runs forward and backward on CPU and CUDA and takes the DCNv2 modulation mask.
@@ -20,9 +22,9 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
-from detectron2.modeling.backbone.resnet import BottleneckBlock, build_resnet_backbone
+from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, build_resnet_backbone
 
-__all__ = ["DeformConv", "DeformBottleneckBlock", "build_deformable_resnet_backbone"]
+__all__ = ["DeformConv", "DeformBottleneckBlock", "DeformBasicBlock", "build_deformable_resnet_backbone"]
 
 
 class DeformConv(nn.Module):
@@ -94,31 +96,71 @@ class DeformBottleneckBlock(CNNBlockBase):
 
     def forward(self, x):
         out = F.relu_(self.conv1(x))
-        offset = self.conv2_offset(out)
-        mask = None
-        if self.deform_modulated:
-            # detectron2's channel layout: the first two thirds are offsets, the last third modulation logits.
-            offset_x, offset_y, logits = torch.chunk(offset, 3, dim=1)
-            offset = torch.cat((offset_x, offset_y), dim=1)
-            mask = logits.sigmoid()
-        out = F.relu_(self.conv2(out, offset, mask))
+        out = F.relu_(self.conv2(out, *_offset_and_mask(self.conv2_offset(out), self.deform_modulated)))
         out = self.conv3(out)
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
 
 
+class DeformBasicBlock(CNNBlockBase):
+    """detectron2's basic block (3×3, 3×3; ResNet-18/34) with its second 3×3 conv deformable.
+
+    The first conv carries the stride, as in detectron2's ``BasicBlock``; the second, at the block's output
+    resolution, takes offsets (and DCNv2 modulation) from ``conv2_offset``, a plain 3×3 conv on the first's output,
+    as the bottleneck block's 3×3 conv does. Parameter names are ``BasicBlock``'s plus ``conv2_offset``, so a
+    ResNet-18/34 checkpoint loads with only the offsets missing. Zero-initialised offsets: it starts as the plain
+    block (unmodulated) or as the plain block with its second conv scaled by 0.5 (modulated).
+    ``forward(x [B, Cin, H, W]) -> [B, Cout, H / stride, W / stride]``.
+    """
+
+    def __init__(self, in_channels, out_channels, *, stride=1, norm="BN", deform_modulated=False,
+                 deform_num_groups=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.deform_modulated = deform_modulated
+        if in_channels != out_channels:
+            self.shortcut = Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                                   norm=get_norm(norm, out_channels))
+        else:
+            self.shortcut = None
+        self.conv1 = Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
+                            norm=get_norm(norm, out_channels))
+        self.conv2_offset = Conv2d(out_channels, (27 if deform_modulated else 18) * deform_num_groups,
+                                   kernel_size=3, padding=1)
+        self.conv2 = DeformConv(out_channels, out_channels, kernel_size=3, padding=1,
+                                norm=get_norm(norm, out_channels))
+        for layer in [self.conv1, self.conv2, self.shortcut]:
+            if layer is not None:
+                weight_init.c2_msra_fill(layer)
+        nn.init.constant_(self.conv2_offset.weight, 0)
+        nn.init.constant_(self.conv2_offset.bias, 0)
+
+    def forward(self, x):
+        out = F.relu_(self.conv1(x))
+        out = self.conv2(out, *_offset_and_mask(self.conv2_offset(out), self.deform_modulated))
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
+
+
+def _offset_and_mask(offset, modulated):
+    """Split an offset conv's output into (offset, mask): with DCNv2 modulation, detectron2's channel layout (the
+    first two thirds are offsets, the last third modulation logits, the mask their sigmoid); without, mask None."""
+    if not modulated:
+        return offset, None
+    offset_x, offset_y, logits = torch.chunk(offset, 3, dim=1)
+    return torch.cat((offset_x, offset_y), dim=1), logits.sigmoid()
+
+
 def build_deformable_resnet_backbone(cfg, input_shape: ShapeSpec):
     """detectron2's ResNet from ``cfg``, with the stages in ``MODEL.RESNETS.DEFORM_ON_PER_STAGE`` made of
-    :class:`DeformBottleneckBlock` (``DEFORM_MODULATED``, ``DEFORM_NUM_GROUPS``).
+    :class:`DeformBottleneckBlock` (R-50 and deeper) or :class:`DeformBasicBlock` (R-18, R-34)
+    (``DEFORM_MODULATED``, ``DEFORM_NUM_GROUPS``).
 
-    detectron2's builder makes the network with deformable convs off; the bottleneck blocks of the deformable
-    stages are then replaced by deformable blocks of the same shape, and the freezing is applied again.
+    detectron2's builder makes the network with deformable convs off; the blocks of the deformable stages are then
+    replaced by deformable blocks of the same shape, and the freezing is applied again.
     """
     deform_on = list(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)
     if not any(deform_on):
         return build_resnet_backbone(cfg, input_shape)
-    if cfg.MODEL.RESNETS.DEPTH < 50:
-        raise ValueError("MODEL.RESNETS.DEFORM_ON_PER_STAGE needs bottleneck blocks (RESNETS.DEPTH >= 50)")
     plain_cfg = copy.deepcopy(cfg)
     plain_cfg.defrost()
     plain_cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False] * len(deform_on)
@@ -128,6 +170,11 @@ def build_deformable_resnet_backbone(cfg, input_shape: ShapeSpec):
         if not on:
             continue
         for i, block in enumerate(stage):
+            if isinstance(block, BasicBlock):
+                stage[i] = DeformBasicBlock(block.in_channels, block.out_channels, stride=block.stride, norm=r.NORM,
+                                            deform_modulated=r.DEFORM_MODULATED,
+                                            deform_num_groups=r.DEFORM_NUM_GROUPS)
+                continue
             assert isinstance(block, BottleneckBlock), type(block)
             stage[i] = DeformBottleneckBlock(
                 block.in_channels, block.out_channels, bottleneck_channels=block.conv1.out_channels,

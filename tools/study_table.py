@@ -105,7 +105,7 @@ def plot_rows(rows, dataset, path):
                    for k in summaries[0]["metrics"] if k.startswith("sens@") or k == "sens_avg"}
         results.append({"unit": "percent", "metrics": metrics,
                         "curve": {"fp_per_image": grid, "sensitivity": mean_froc(summaries, grid)}})
-        labels.append(f"{label} ({len(run_dirs)} runs)")
+        labels.append(f"{label} ({len(run_dirs)} run{'' if len(run_dirs) == 1 else 's'})")
     return plot_froc(results, labels, path)
 
 

@@ -44,6 +44,8 @@ def test_cpu_config_prepares_trains_and_scores_froc(config, tmp_path, monkeypatc
     # the config's low SCORE_THRESH_TEST keeps the untrained model's detections: the curve has points
     # (scoring no detections at all is the evaluator's own test's concern)
     rows = (folder / "deeplesion_froc.csv").read_text().splitlines()
-    assert rows[0] == "rank,fp_per_image,sensitivity,is_fp" and len(rows) > 1
+    assert rows[0] == "rank,fp_per_image,sensitivity,is_fp,image_id,case_id,score,x0,y0,x1,y1" and len(rows) > 1
+    # the test mapper passes each key slice's case id through to the evaluator
+    assert all(row.split(",")[5] for row in rows[1:])
     assert os.path.getsize(folder / "deeplesion_froc.png") > 0
     assert (out / "model_final.pth").is_file()

@@ -71,11 +71,7 @@ class DeformBottleneckBlock(CNNBlockBase):
                  stride_in_1x1=False, dilation=1, deform_modulated=False, deform_num_groups=1):
         super().__init__(in_channels, out_channels, stride)
         self.deform_modulated = deform_modulated
-        if in_channels != out_channels:
-            self.shortcut = Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                                   norm=get_norm(norm, out_channels))
-        else:
-            self.shortcut = None
+        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(in_channels, bottleneck_channels, kernel_size=1, stride=stride_1x1, bias=False,
                             norm=get_norm(norm, bottleneck_channels))
@@ -88,11 +84,7 @@ class DeformBottleneckBlock(CNNBlockBase):
                                 norm=get_norm(norm, bottleneck_channels))
         self.conv3 = Conv2d(bottleneck_channels, out_channels, kernel_size=1, bias=False,
                             norm=get_norm(norm, out_channels))
-        for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
-        nn.init.constant_(self.conv2_offset.weight, 0)
-        nn.init.constant_(self.conv2_offset.bias, 0)
+        _init_weights([self.conv1, self.conv2, self.conv3, self.shortcut], self.conv2_offset)
 
     def forward(self, x):
         out = F.relu_(self.conv1(x))
@@ -117,28 +109,38 @@ class DeformBasicBlock(CNNBlockBase):
                  deform_num_groups=1):
         super().__init__(in_channels, out_channels, stride)
         self.deform_modulated = deform_modulated
-        if in_channels != out_channels:
-            self.shortcut = Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
-                                   norm=get_norm(norm, out_channels))
-        else:
-            self.shortcut = None
+        self.shortcut = _projection_shortcut(in_channels, out_channels, stride, norm)
         self.conv1 = Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False,
                             norm=get_norm(norm, out_channels))
         self.conv2_offset = Conv2d(out_channels, (27 if deform_modulated else 18) * deform_num_groups,
                                    kernel_size=3, padding=1)
         self.conv2 = DeformConv(out_channels, out_channels, kernel_size=3, padding=1,
                                 norm=get_norm(norm, out_channels))
-        for layer in [self.conv1, self.conv2, self.shortcut]:
-            if layer is not None:
-                weight_init.c2_msra_fill(layer)
-        nn.init.constant_(self.conv2_offset.weight, 0)
-        nn.init.constant_(self.conv2_offset.bias, 0)
+        _init_weights([self.conv1, self.conv2, self.shortcut], self.conv2_offset)
 
     def forward(self, x):
         out = F.relu_(self.conv1(x))
         out = self.conv2(out, *_offset_and_mask(self.conv2_offset(out), self.deform_modulated))
         out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
+
+
+def _projection_shortcut(in_channels, out_channels, stride, norm):
+    """detectron2's shortcut: a strided 1×1 conv with norm where the channels change, else None (identity)."""
+    if in_channels == out_channels:
+        return None
+    return Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False,
+                  norm=get_norm(norm, out_channels))
+
+
+def _init_weights(convs, offset_conv):
+    """MSRA fill of the block's convs (None skipped), as detectron2's blocks; zero offsets, so the block starts
+    undeformed."""
+    for layer in convs:
+        if layer is not None:
+            weight_init.c2_msra_fill(layer)
+    nn.init.constant_(offset_conv.weight, 0)
+    nn.init.constant_(offset_conv.bias, 0)
 
 
 def _offset_and_mask(offset, modulated):

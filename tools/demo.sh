@@ -7,9 +7,9 @@
 # Environment: VA_DATASETS (default ./datasets), DEMO_OUT (default ./output/demo), DEMO_CONFIG.
 # Re-running resumes training from the last checkpoint and skips finished preparation.
 #
-# tools/demo.sh --deeplesion [KEY VALUE ...]: lesion detection on a synthetic DeepLesion instead, an estimated 8-13
-# minutes on 2 CPU cores: 1. generate 30 series (DL_info.csv + 16-bit PNGs) and prepare them  2. train the project's VA
-# detector (VA + context features, DeepLesion/faster_rcnn_R_18_FPN_GN_va_context_bag3.yaml; the DeepLesion study's
+# tools/demo.sh --deeplesion [KEY VALUE ...]: lesion detection on a synthetic DeepLesion instead, 6.3 minutes on 2
+# idle CPU cores (measured, data generation included): 1. generate 30 series (DL_info.csv + 16-bit PNGs) and prepare
+# them  2. train the project's VA detector (VA + context features, DeepLesion/faster_rcnn_R_18_FPN_GN_va_context_bag3.yaml; the DeepLesion study's
 # best row at seed 0 is early fusion, DEMO_CONFIG=.../faster_rcnn_R_18_FPN_GN_early_fusion.yaml) for a 200-iteration
 # schedule  3. score the FROC on the test key slices  4. plot the FROC and draw the predicted and ground-truth
 # boxes on key slices  5. print where everything is. Environment: DEMO_DEEPLESION_DATASETS (its own VA_DATASETS,
@@ -23,8 +23,8 @@ deeplesion_demo() {
     local out=${DEMO_OUT:-$PWD/output/demo_deeplesion}
     local configs=projects/VolumetricAttention/configs/DeepLesion
     local config=${DEMO_CONFIG:-$configs/faster_rcnn_R_18_FPN_GN_va_context_bag3.yaml}
-    # The config's 500 iterations would take 17-25 minutes on 2 cores (2-3 s each); 200, with the LR steps, warmup
-    # and checkpoints scaled to them, keep the whole demo within 15 minutes. One evaluation, at the end.
+    # The config's 500 iterations would take about 14 minutes on 2 idle cores (1.7 s each, measured); 200, with the
+    # LR steps, warmup and checkpoints scaled to them, keep the whole demo near 6 minutes. One evaluation, at the end.
     local schedule=(SOLVER.MAX_ITER 200 SOLVER.STEPS "(150, 180)" SOLVER.WARMUP_ITERS 40 SOLVER.CHECKPOINT_PERIOD 100
                     TEST.EVAL_PERIOD 200)
     local eval="$out/inference/deeplesion_test"

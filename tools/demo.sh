@@ -12,7 +12,8 @@
 # them  2. train the project's VA detector (VA + context features,
 # DeepLesion/faster_rcnn_R_18_FPN_GN_va_context_bag3.yaml; the DeepLesion study's best row at seed 0 is early fusion,
 # DEMO_CONFIG=.../faster_rcnn_R_18_FPN_GN_early_fusion.yaml) for a 200-iteration schedule  3. score the FROC on
-# the test key slices  4. plot the FROC and draw the predicted and ground-truth boxes on key slices  5. print where everything is. Environment: DEMO_DEEPLESION_DATASETS (its own VA_DATASETS,
+# the test key slices  4. plot the FROC and draw the predicted and ground-truth boxes on key slices  5. print
+# where everything is. Environment: DEMO_DEEPLESION_DATASETS (its own VA_DATASETS,
 # default ./datasets/synthetic_deeplesion), DEMO_OUT (default ./output/demo_deeplesion), DEMO_CONFIG.
 set -euo pipefail
 cd "$(dirname "$0")/.."

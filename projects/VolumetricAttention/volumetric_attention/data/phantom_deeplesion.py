@@ -176,7 +176,7 @@ def key_slice_lesions(labels: np.ndarray, spacing_zyx) -> Dict[int, List[dict]]:
             if np.linalg.norm(long_axis[1] - long_axis[0]) < min_px:
                 continue
             cy, cx = ndimage.center_of_mass(mask)
-            found.append({"bbox": [float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)],
+            found.append({"bbox": _xyxy(ys, xs),
                           "long": long_axis, "short": short_axis, "centre": (float(cx), float(cy))})
         if found:
             out[z] = found
@@ -186,8 +186,12 @@ def key_slice_lesions(labels: np.ndarray, spacing_zyx) -> Dict[int, List[dict]]:
 def section_boxes(mask_hw: np.ndarray) -> List[List[float]]:
     """XYXY_ABS boxes ``[x0, y0, x1 + 1, y1 + 1]`` of the 4-connected components of a 2D mask, in label order."""
     components, _ = ndimage.label(mask_hw)
-    return [[float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)]
-            for ys, xs in ndimage.find_objects(components)]
+    return [_xyxy(ys, xs) for ys, xs in ndimage.find_objects(components)]
+
+
+def _xyxy(ys: slice, xs: slice) -> List[float]:
+    """The XYXY_ABS box ``[x0, y0, x1 + 1, y1 + 1]`` of a component's ``find_objects`` slices."""
+    return [float(xs.start), float(ys.start), float(xs.stop), float(ys.stop)]
 
 
 def _numbers(values) -> str:

@@ -140,6 +140,11 @@ def froc(pred_boxes, pred_scores, gt_boxes, iou_thresh=0.5, convention="official
             "num_images": n_img, "num_gt": num_gt}
 
 
+def _allowed_fps(f, num_images):
+    """How many FPs a rate of f FPs/image allows over ``num_images`` images: floor(f · n_images)."""
+    return int(np.floor(f * num_images + 1e-9))
+
+
 def sensitivity_at(curve, fps=DEFAULT_FPS, gt_subset=None):
     """Sensitivity at average FPs per image (definition in the module docstring).
 
@@ -159,7 +164,7 @@ def sensitivity_at(curve, fps=DEFAULT_FPS, gt_subset=None):
     n_det = len(curve["is_fp"])
     out = []
     for f in fps:
-        allowed = int(np.floor(f * curve["num_images"] + 1e-9))
+        allowed = _allowed_fps(f, curve["num_images"])
         # detections strictly above the first FP that exceeds the allowance
         cut = fp_ranks[allowed] if allowed < len(fp_ranks) else n_det
         out.append(np.mean((found_rank >= 0) & (found_rank < cut)))
@@ -191,7 +196,7 @@ def fp_share_in_regions(curve, pred_boxes, region_boxes, fps=AVG_FPS):
                           & (regions[:, 1] <= cy) & (cy <= regions[:, 3])).any())
     out = []
     for f in fps:
-        allowed = min(int(np.floor(f * curve["num_images"] + 1e-9)), len(fp_ranks))
+        allowed = min(_allowed_fps(f, curve["num_images"]), len(fp_ranks))
         out.append(inside[:allowed].mean() if allowed else np.nan)
     return np.asarray(out, dtype=np.float64)
 

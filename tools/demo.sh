@@ -30,7 +30,7 @@ deeplesion_demo() {
         $PY tools/make_phantoms.py --layout deeplesion --num-cases 30 --workers 2 --config-file "$config"
     fi
 
-    echo "== 2-3. training $config -> $out (FROC on deeplesion_test at the end)"
+    echo "== 2-3. training $config -> $out (FROC on deeplesion_test every TEST.EVAL_PERIOD and at the end)"
     $PY projects/VolumetricAttention/train_net.py --config-file "$config" --resume OUTPUT_DIR "$out" "$@"
 
     echo "== 4. FROC plot and boxes on key slices"

@@ -11,9 +11,8 @@
 #   overrides for every run, last on each train_net.py command line.
 # Reads the caller's PY (the python), OUT, SEEDS, RUNS, CONFIG (run -> config file; DEFAULT_CONFIG for a run not
 # in it, when set), LABEL (run -> its row in the tables) and, when set, TABLE_ARGS (an array of further
-# study_table.py arguments for the TEST_SET table). When the caller defines run_opts, ``run_opts RUN SEED``
-# prints the run's own config overrides (they go before KEY VALUE and into the run's "==" line), or fails, having
-# said why on stderr, to leave the run out at that seed.
+# study_table.py arguments for the TEST_SET table). When the caller defines run_opts, ``run_opts RUN`` prints the
+# run's own config overrides (they go before KEY VALUE and into the run's "==" line).
 
 study_runs() {
     local kind=$1 test_set=$2 train_set=$3 train_items=$4
@@ -25,7 +24,7 @@ study_runs() {
             config=${CONFIG[$name]:-${DEFAULT_CONFIG:-}}
             opts=""
             if declare -F run_opts > /dev/null; then
-                opts=$(run_opts "$name" "$seed") || continue
+                opts=$(run_opts "$name")
             fi
             if [ ! -f "$dir/model_final.pth" ] || [ ! -f "$dir/inference/$test_set/$summary" ]; then
                 if declare -F run_opts > /dev/null; then

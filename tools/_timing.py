@@ -67,7 +67,8 @@ def timed_training(cfg, warmup_iters: int, timed_iters: int, amp: bool = False) 
     steps (float16 autocast and a gradient scaler with ``amp`` on CUDA; bfloat16 autocast with ``amp`` on the CPU).
 
     Returns:
-        ``{"s_per_iter"`` (median), ``"peak_memory_mb"``, ``"backbone_images_per_target"`` (mean of what the VA-FPN
+        ``{"s_per_iter"`` (median of the steps), ``"s_per_iter_with_data"`` (median of the steps with the batch's
+        loading, as detectron2's trainers time an iteration), ``"peak_memory_mb"``, ``"backbone_images_per_target"`` (mean of what the VA-FPN
         records, None without it)``}``.
     Raises:
         FloatingPointError: a loss is not finite (detectron2's trainers stop there too).
@@ -95,15 +96,17 @@ def timed_training(cfg, warmup_iters: int, timed_iters: int, amp: bool = False) 
         scaler.update()
 
     reset_peak_memory(device)
-    times, images = [], []
+    times, times_with_data, images = [], [], []
     with EventStorage(0) as storage:  # detectron2's losses and the VA-FPN log to the current EventStorage
         for i in range(warmup_iters + timed_iters):
-            batch = next(loader)
+            load_seconds, batch = timed(lambda: next(loader), device)
             seconds, _ = timed(lambda: step(batch, i), device)
             if i >= warmup_iters:
                 times.append(seconds)
+                times_with_data.append(load_seconds + seconds)
                 if "va/backbone_images_per_target" in storage.histories():
                     # distinct 2.5D images through the backbone / targets, recorded by the VA-FPN in training
                     images.append(storage.history("va/backbone_images_per_target").latest())
-    return {"s_per_iter": float(np.median(times)), "peak_memory_mb": peak_memory_mb(device),
+    return {"s_per_iter": float(np.median(times)), "s_per_iter_with_data": float(np.median(times_with_data)),
+            "peak_memory_mb": peak_memory_mb(device),
             "backbone_images_per_target": float(np.mean(images)) if images else None}

@@ -26,7 +26,11 @@ before each reading):
     --slices x --size x --size, detectron2's per-slice path against case-level (TEST.CT.CASE_LEVEL), for the
     baseline and VA N = 3 and N = 9 (the best of --repeats round-robin passes)
   * phantoms: seconds to make one phantom of each profile at its default size (one core)
-All models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
+  * study_rows: seconds per training iteration, the batch's loading included, of each row of the small-lesion
+    study with its own config (batch 4, 128 px, 4 zcontext_small phantoms), each in a fresh process, as a ratio
+    to early fusion: the iterations of early fusion's equal-time row
+    (configs/Phantom/zcontext_liver_semantic_R_18_FPN_GN_early_fusion_equal_time.yaml)
+Except in study_rows, all models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
 the same number of detections, so the heads cost the same and the difference is the backbone and VA.
 """
 import argparse
@@ -368,6 +372,52 @@ def bench_phantoms(args):
              "s_per_phantom": t / len(seeds)} for p, t in zip(profiles, best)]
 
 
+# study_rows: the small-lesion study's rows (tools/zcontext_study.sh) and their configs
+STUDY_ROWS = {name: os.path.join(CONFIGS, "Phantom", f"zcontext_small_semantic_R_18_FPN_GN_{suffix}.yaml")
+              for name, suffix in (("baseline", "baseline"), ("early_fusion", "early_fusion"),
+                                   ("threedce", "3dce_bag3"), ("va", "va_bag3"),
+                                   ("va_context_features", "va_context_bag3"))}
+
+
+def _study_row_worker(args, config_file, root, queue):
+    """One study row's training iterations in a fresh process: the result goes to ``queue``."""
+    from volumetric_attention.utils.cli import load_config
+
+    os.environ["VA_DATASETS"] = root
+    cli.setup_cli(args.threads, log_threads=False)
+    cfg = load_config(config_file, ["MODEL.DEVICE", args.device, "OUTPUT_DIR", os.path.join(root, "out")])
+    queue.put(timed_training(cfg, warmup_iters=3, timed_iters=args.train_iters))
+
+
+def bench_study_rows(args, root):
+    from volumetric_attention.data.lits import prepare_lits
+    from volumetric_attention.data.phantoms import write_phantom_dataset
+    from volumetric_attention.utils.cli import load_config
+
+    cfg = load_config(STUDY_ROWS["baseline"], [])
+    write_phantom_dataset(os.path.join(root, "phantom"), 4, seed=0, profile="zcontext_small")
+    with open(os.devnull, "w") as devnull:
+        prepare_lits(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), cfg.INPUT.CT.HU_WINDOW,
+                     cfg.INPUT.CT.SLICE_SPACING, stream=devnull)
+    ctx = mp.get_context("spawn")
+    rows = []
+    for name, config_file in STUDY_ROWS.items():
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_study_row_worker, args=(args, config_file, root, queue))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"study_rows benchmark of {name} failed (exit code {proc.exitcode}); see its "
+                               "traceback above")
+        result = queue.get(timeout=10)
+        rows.append({"row": name, "s_per_iter": result["s_per_iter_with_data"],
+                     "peak_memory_mb": result["peak_memory_mb"]})
+    early_fusion = next(row["s_per_iter"] for row in rows if row["row"] == "early_fusion")
+    for row in rows:
+        row["time_x_early_fusion"] = row["s_per_iter"] / early_fusion
+    return rows
+
+
 def bench_training_section(args, root):
     from volumetric_attention.data.lits import prepare_lits
     from volumetric_attention.data.phantoms import write_phantom_dataset
@@ -401,6 +451,7 @@ BENCHMARKS = {
     "evaluator": ("evaluator", "Evaluator", lambda args, root: bench_evaluator(args)),
     "evaluation": ("evaluation", "Evaluation per case", bench_evaluation),
     "phantoms": ("phantoms", "Phantom generation (one core)", lambda args, root: bench_phantoms(args)),
+    "study_rows": ("study_rows", "Small-lesion study rows: training (batch 4, 128 px)", bench_study_rows),
 }
 
 

@@ -9,7 +9,8 @@
 # (5 held-out cases) and on phantom_train (the collapse check: lesions found on the run's own training cases), and
 # print the table (mean ± std over seeds).
 # Rows: the 2.5D baseline; early fusion (the 9 slices VA sees as 9 input channels), also trained for the wall-clock
-# time of VA + context features at the same seed (early_fusion_equal_time); VA with the cosine slice similarity;
+# time of VA + context features (early_fusion_equal_time: 3500 iterations, measured by tools/benchmark.py --only
+# study_rows; its config says how); VA with the cosine slice similarity;
 # VA + context features (the project's recommended from-scratch VA); 3DCE late fusion (threedce). Further rows of
 # the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
 # va_shared (4 targets per batch share their bags), va_no_gate_relu.
@@ -35,7 +36,7 @@ declare -A CONFIG=(
     [baseline]=${C}_baseline.yaml
     [baseline_ce]=${C}_baseline.yaml
     [early_fusion]=${C}_early_fusion.yaml
-    [early_fusion_equal_time]=${C}_early_fusion.yaml
+    [early_fusion_equal_time]=${C}_early_fusion_equal_time.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
     [threedce]=${C}_3dce_bag3.yaml
 )
@@ -63,30 +64,9 @@ declare -A LABEL=(
 )
 RUNS=${STUDY_RUNS:-"baseline early_fusion va va_context_features threedce early_fusion_equal_time"}
 
-# early_fusion_equal_time: as many iterations as early fusion runs in VA + context features' training time (both
-# at this seed, s/iteration the median of metrics.json), the LR steps at the same fractions of the schedule
-equal_time_opts() {
-    $PY - "$OUT/va_context_features_s$1" "$OUT/early_fusion_s$1" "$VA_CONFIG" <<'PYTHON'
-import sys
-from volumetric_attention import get_va_cfg
-from volumetric_attention.engine.run_metrics import read_metrics, seconds_per_iteration
-va_dir, ef_dir, config = sys.argv[1:]
-cfg = get_va_cfg(config)
-va, ef = (seconds_per_iteration(read_metrics(d)) for d in (va_dir, ef_dir))
-iters = int(round(cfg.SOLVER.MAX_ITER * va / ef))
-steps = ",".join(str(int(round(s * iters / cfg.SOLVER.MAX_ITER))) for s in cfg.SOLVER.STEPS)
-print(f"SOLVER.MAX_ITER {iters} SOLVER.STEPS ({steps},)")
-PYTHON
-}
-
-# the run's own overrides (the VA config's rows, early_fusion_equal_time's schedule)
+# a row's own overrides of its config (the VA config's variants), before the overrides for every run
 run_opts() {
-    if [ "$1" = early_fusion_equal_time ]; then
-        equal_time_opts "$2" || { echo "== $1, SEED $2: needs va_context_features and early_fusion at this seed" \
-            "first" >&2; return 1; }
-    else
-        echo "${OPTS[$1]:-}"
-    fi
+    echo "${OPTS[$1]:-}"
 }
 
 if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then

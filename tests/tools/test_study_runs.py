@@ -12,16 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # .venv/bin/python of the copied checkout: one line per call (shell-quoted arguments); train_net.py --resume leaves
-# a checkpoint, metrics.json and the test-set summary, --eval-only the summary of its DATASETS.TEST; the equal-time
-# snippet (python -) prints a schedule when both of its runs have metrics.json
+# a checkpoint, metrics.json and the test-set summary, --eval-only the summary of its DATASETS.TEST
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 printf '%q ' "$@" >> "$CALLS"; echo >> "$CALLS"
-if [ "$1" = - ]; then
-    cat > /dev/null
-    [ -f "$2/metrics.json" ] && [ -f "$3/metrics.json" ] || { echo "no metrics.json" >&2; exit 1; }
-    echo "SOLVER.MAX_ITER 7 SOLVER.STEPS (5,6,)"
-    exit 0
-fi
 case "$1" in
 *train_net.py)
     prev=""
@@ -153,21 +146,23 @@ def test_unfinished_runs_train_and_get_the_collapse_check_then_both_tables(tmp_p
     assert [c[0] for c in calls] == ["tools/study_table.py"] * 2
 
 
-def test_equal_time_run_waits_for_the_runs_it_is_timed_on(tmp_path):
+@pytest.mark.parametrize("profile", ["zcontext_liver", "zcontext_small"])
+def test_equal_time_row_trains_its_own_longer_schedule(tmp_path, profile):
+    from volumetric_attention import get_va_cfg
+
     study = STUDIES["zcontext_study.sh"]
     root, env = _checkout(tmp_path, "zcontext_study.sh", study)
-    env.update(STUDY_SEEDS="0", STUDY_RUNS="early_fusion_equal_time baseline early_fusion va_context_features")
+    env.update(STUDY_SEEDS="0", STUDY_RUNS="early_fusion_equal_time", STUDY_PROFILE=profile)
     Path(env["STUDY_DATASETS"], study["index"]).parent.mkdir(parents=True)
     Path(env["STUDY_DATASETS"], study["index"]).write_text("{}")
     status, _, stderr, calls = _run(root, "zcontext_study.sh", env)
-    assert status == 0
-    assert "== early_fusion_equal_time, SEED 0: needs va_context_features and early_fusion at this seed first" in stderr
-    trained = [c[c.index("OUTPUT_DIR") + 1] for c in calls if "--resume" in c]
-    assert trained == [str(tmp_path / "out" / f"{name}_s0") for name in
-                       ("baseline", "early_fusion", "va_context_features")]
-    # once both have run, it trains with the schedule the snippet computed, on the early-fusion config
-    status, _, _, calls = _run(root, "zcontext_study.sh", env)
     trained = [c for c in calls if "--resume" in c]
-    assert status == 0 and len(trained) == 1
-    assert trained[0][2] == f"{ZCONTEXT}_early_fusion.yaml"
-    assert trained[0][-4:] == ["SOLVER.MAX_ITER", "7", "SOLVER.STEPS", "(5,6,)"]
+    config = f"{CONFIGS}/Phantom/{profile}_semantic_R_18_FPN_GN_early_fusion_equal_time.yaml"
+    assert status == 0, stderr
+    assert len(trained) == 1 and trained[0][2] == config and "SOLVER.MAX_ITER" not in trained[0]
+    # the config: early fusion, longer, with the LR steps at the same fractions of the schedule
+    equal, base = (get_va_cfg(str(ROOT / c)) for c in (config, config.replace("_equal_time", "")))
+    assert equal.MODEL.BACKBONE.NAME == base.MODEL.BACKBONE.NAME == "build_early_fusion_resnet_fpn_backbone"
+    assert equal.SOLVER.MAX_ITER > base.SOLVER.MAX_ITER
+    assert [s / equal.SOLVER.MAX_ITER for s in equal.SOLVER.STEPS] == pytest.approx(
+        [s / base.SOLVER.MAX_ITER for s in base.SOLVER.STEPS], abs=0.01)

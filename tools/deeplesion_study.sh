@@ -19,6 +19,8 @@
 #              STUDY_RUNS (default: every row), STUDY_THREADS (default 2).
 # Runs one training at a time. A run whose model_final.pth and test evaluation exist is skipped; an interrupted run
 # resumes from its last checkpoint (train_net --resume), so the study can be stopped and extended run by run.
+# braces: bash reads the whole script before it runs, so the file can change while a study runs
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/_study_runs.sh  # study_runs: the run loop and the tables
@@ -60,3 +62,5 @@ fi
 TABLE_ARGS=(--froc-plot "$OUT/froc.png")
 study_runs deeplesion deeplesion_test deeplesion_train "training key slices" \
     TEST.CT.LOOKALIKES "$VA_DATASETS/DeepLesion/lookalikes.json" "$@"
+exit
+}

@@ -13,13 +13,16 @@
 # study_rows; its config says how); VA with the cosine slice similarity;
 # VA + context features (the project's recommended from-scratch VA); 3DCE late fusion (threedce). Further rows of
 # the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
-# va_shared (4 targets per batch share their bags), va_no_gate_relu.
+# va_shared (4 targets per batch share their bags), va_no_gate_relu; and va_context_members3 (VA + context
+# features whose bag members are 3 early-fused 2.5D images each: context at the input too).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_PROFILE (default zcontext_liver), STUDY_DATASETS (default ./datasets/$STUDY_PROFILE),
 #              STUDY_OUT (default ./output/$STUDY_PROFILE), STUDY_SEEDS (default "0 1 2"),
 #              STUDY_RUNS (default: the main rows), STUDY_THREADS (default 2).
 # Runs one training at a time. A run whose model_final.pth and evaluations exist is skipped; an interrupted run
 # resumes from its last checkpoint (train_net --resume), so the study can be stopped and extended run by run.
+# braces: bash reads the whole script before it runs, so the file can change while a study runs
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/_study_runs.sh  # study_runs: the run loop and the tables
@@ -38,6 +41,7 @@ declare -A CONFIG=(
     [early_fusion]=${C}_early_fusion.yaml
     [early_fusion_equal_time]=${C}_early_fusion_equal_time.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
+    [va_context_members3]=${C}_va_context_bag3_members3.yaml
     [threedce]=${C}_3dce_bag3.yaml
 )
 # every other row is the VA config with its overrides
@@ -59,6 +63,7 @@ declare -A LABEL=(
     [va_no_context_grad]="VA, cosine, no context gradients"
     [va_shared]="VA, cosine, shared bags"
     [va_context_features]="VA, cosine + context features"
+    [va_context_members3]="VA + context features, members of 3 images"
     [va_no_gate_relu]="VA, cosine, no ReLU before the gates"
     [threedce]="3DCE late fusion (bag of 3)"
 )
@@ -73,3 +78,5 @@ if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
     $PY tools/make_phantoms.py --num-cases 20 --profile "$PROFILE" --config-file "$VA_CONFIG"
 fi
 study_runs lits phantom_val phantom_train "training cases" "$@"
+exit
+}

@@ -42,6 +42,11 @@ def add_va_config(cfg):
     # Beyond the paper: add a learned 1x1 projection (zero at init) of the attention-weighted bag features to the gated
     # target, so that context features reach the heads (modeling/attention.py).
     _C.MODEL.VA.CONTEXT_FEATURES = False
+    # Beyond the paper: 2.5D images early-fused into each bag member (odd). 1 is the paper's (a member is one 2.5D
+    # image); M > 1 gives each of the BAG_SIZE members the 3·M slices centred on it, through a stem widened to 3·M
+    # channels, so that context enters at the input as well as through VA. The input then holds BAG_SIZE + M - 1
+    # 2.5D images (modeling/va_fpn.py).
+    _C.MODEL.VA.MEMBER_IMAGES = 1
     # The ReLU before each gate conv (eq. 2/3, the paper's). On the one-channel spatial context it can be zero
     # everywhere from init on (a level whose spatial attention never trains); False feeds the gate conv the context
     # itself.
@@ -116,8 +121,12 @@ def check_similarity_mode(mode: str) -> str:
 
 
 def bag_size_from_cfg(cfg) -> int:
-    """N, the number of 2.5D images per input: ``MODEL.VA.BAG_SIZE`` with VA on, 1 (the plain 2.5D baseline) off."""
-    return int(cfg.MODEL.VA.BAG_SIZE) if cfg.MODEL.VA.ENABLED else 1
+    """The number of 2.5D images per input (the mapper's bag): with VA on, ``MODEL.VA.BAG_SIZE`` +
+    ``MODEL.VA.MEMBER_IMAGES`` - 1 (``BAG_SIZE`` with the paper's one image per member); 1 (the plain 2.5D baseline)
+    with VA off."""
+    if not cfg.MODEL.VA.ENABLED:
+        return 1
+    return int(cfg.MODEL.VA.BAG_SIZE) + int(cfg.MODEL.VA.MEMBER_IMAGES) - 1
 
 
 def expand_pixel_stats(cfg):
@@ -133,7 +142,7 @@ def expand_pixel_stats(cfg):
         if len(values) == 3 and n > 1:
             cfg.MODEL[key] = values * n
         elif len(values) != 3 * n:
-            raise ValueError(f"MODEL.{key} has {len(values)} values; expected 3 or 3*BAG_SIZE = {3 * n}")
+            raise ValueError(f"MODEL.{key} has {len(values)} values; expected 3 or 3 x the bag's {n} 2.5D images = {3 * n}")
     return cfg
 
 

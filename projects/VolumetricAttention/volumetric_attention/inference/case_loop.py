@@ -46,7 +46,7 @@ class CaseLoop:
 
     Each target's input is its bag of N 2.5D images (:func:`bag_slice_indices`), each image resized on its own by the
     test-time augmentations, as :class:`~volumetric_attention.data.VolumetricDatasetMapper` does, and packed into
-    channels. With the feature cache (a VA-FPN backbone: ``extract_features`` / ``attend``) each image's backbone
+    channels. With the feature cache (a VA-FPN backbone with one 2.5D image per member) each image's backbone
     features are computed once and kept until the last batch that needs them (at most N + B + 1 images; see the
     module docstring); without it the model runs on the packed bags, N backbone passes per target.
 
@@ -68,7 +68,9 @@ class CaseLoop:
         self.bag_size = int(bag_size)
         self.augmentations = T.AugmentationList(list(augmentations))
         self.batch_size = int(batch_size)
-        self.use_feature_cache = use_feature_cache and hasattr(model.backbone, "extract_features")
+        # the cache keys one 2.5D image per bag member (not so with MODEL.VA.MEMBER_IMAGES > 1)
+        self.use_feature_cache = (use_feature_cache and hasattr(model.backbone, "extract_features")
+                                  and getattr(model.backbone, "member_images", 1) == 1)
         self.backbone_images = 0
         self.peak_cached_images = 0
 

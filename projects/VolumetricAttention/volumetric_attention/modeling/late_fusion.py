@@ -18,8 +18,7 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY
 
-from ..config import bag_size_from_cfg
-from .va_fpn import VAFPN, build_bag_fpn, last_level_max_pool
+from .va_fpn import VAFPN, bag_members_from_cfg, build_bag_fpn, last_level_max_pool
 
 __all__ = ["BagConcatFusion", "build_3dce_resnet_fpn_backbone"]
 
@@ -63,7 +62,7 @@ class BagConcatFusion(nn.Module):
 @BACKBONE_REGISTRY.register()
 def build_3dce_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> VAFPN:
     """ResNet-FPN (P2-P6) shared over the bag, the bag's maps concatenated and reduced per level (3DCE)."""
-    n = bag_size_from_cfg(cfg)
+    n, _ = bag_members_from_cfg(cfg)
     if n < 2:
         raise ValueError("the 3DCE backbone fuses a bag: set MODEL.VA.ENABLED True and MODEL.VA.BAG_SIZE >= 3")
     if cfg.MODEL.VA.LOCATION != "RPN":

@@ -7,7 +7,14 @@ so that volume inference can compute each 2.5D image's features once and reuse t
 * :meth:`VAFPN.extract_features` -- the plain ResNet-FPN on single 2.5D images ``[M, 3, H, W]``;
 * :meth:`VAFPN.attend` -- VA over per-image features grouped into bags ``[B, N, C, h, w]``.
 
-``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code. In training, ``forward``
+``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code.
+
+Bag members that see more than one 2.5D image (``MODEL.VA.MEMBER_IMAGES`` M > 1, beyond the paper): the input holds
+N + M - 1 2.5D images and member k is images k .. k + M - 1 early-fused, ``[3·M, H, W]`` through a stem widened to
+3·M channels, so the target member sees the 3·M slices centred on the target, as the early-fusion baseline does, and
+VA adds the other members. Then ``extract_features`` takes ``[M', 3·M, H, W]`` member windows; volume inference runs
+the packed bags (no per-volume feature cache, which keys one 2.5D image per member); a 2D checkpoint loads as into
+the early-fusion backbone (the stem conv is skipped with a shape-mismatch warning); LOCATION must be "RPN". In training, ``forward``
 runs ``extract_features`` once per distinct 2.5D image of the batch (bags of nearby targets share images).
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
@@ -36,7 +43,7 @@ from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
 
 __all__ = ["VAFPN", "distinct_images", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone",
-           "BAG_SUFFIX"]
+           "bag_members_from_cfg", "BAG_SUFFIX"]
 
 # Suffix of the bag feature keys returned with LOCATION "RCNN": "p2" -> "p2_bag".
 BAG_SUFFIX = "_bag"
@@ -49,10 +56,11 @@ class VAFPN(FPN):
     heads read (``va_levels``)."""
 
     def __init__(self, *, bag_size: int = 1, va_factory=None, share_across_levels: bool = False,
-                 location: str = "RPN", va_levels=None, context_grad: bool = True, **fpn_kwargs):
+                 location: str = "RPN", va_levels=None, context_grad: bool = True, member_images: int = 1,
+                 **fpn_kwargs):
         """
         Args:
-            bag_size: N, 2.5D images per bag (the input has 3·N channels).
+            bag_size: N, members per bag (the input has 3·(N + member_images - 1) channels).
             va_factory: ``callable(channels) -> nn.Module`` with ``forward(target, bag)``; None disables VA (the
                 2.5D baseline, whose parameters are exactly detectron2's FPN's).
             share_across_levels: one VA module for all levels (``va.*``) or one per level (``va.p2.*``, ...).
@@ -62,12 +70,21 @@ class VAFPN(FPN):
             context_grad: in training, backpropagate through the bag's context images (the paper's). False runs
                 every 2.5D image that is no bag's target through the backbone without autograd: the targets'
                 images and the VA modules keep their gradients, the context images keep no activations.
+            member_images: M, consecutive 2.5D images early-fused into each member (odd; 1: the paper's); the
+                bottom-up network takes 3·M channels.
             fpn_kwargs: the arguments of :class:`detectron2.modeling.backbone.FPN`.
         """
         super().__init__(**fpn_kwargs)
         if location not in ("RPN", "RCNN"):
             raise ValueError(f"MODEL.VA.LOCATION must be 'RPN' or 'RCNN', got {location!r}")
+        if member_images < 1 or member_images % 2 != 1:
+            raise ValueError(f"MODEL.VA.MEMBER_IMAGES must be odd and positive (the member's image in the middle), "
+                             f"got {member_images}")
+        if member_images > 1 and location != "RPN":
+            raise ValueError("MODEL.VA.MEMBER_IMAGES > 1 needs MODEL.VA.LOCATION 'RPN' (the ROI heads pool members "
+                             "of one 2.5D image)")
         self.bag_size = bag_size
+        self.member_images = member_images
         self.context_grad = context_grad
         self.location = location if va_factory is not None else "RPN"
         self.va = None
@@ -83,10 +100,10 @@ class VAFPN(FPN):
                 self.va = nn.ModuleDict({f: va_factory(self._out_feature_channels[f]) for f in self.va_levels})
 
     def extract_features(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Bottom-up ResNet + FPN on single 2.5D images.
+        """Bottom-up ResNet + FPN on single 2.5D images (on members of ``member_images`` 2.5D images each).
 
         Args:
-            images: ``[M, 3, H, W]``, normalised and padded like the model input.
+            images: ``[M, 3·member_images, H, W]``, normalised and padded like the model input.
         Returns:
             ``{"p2": [M, C, H/4, W/4], ...}``, detectron2's FPN outputs.
         """
@@ -132,15 +149,19 @@ class VAFPN(FPN):
         training records ``va/backbone_images_per_target`` (distinct images / B).
 
         Args:
-            x: ``[B, 3·N, H, W]``, the bag packed into channels (2.5D image k in channels 3k .. 3k+2).
+            x: ``[B, 3·(N + M - 1), H, W]``, the bag packed into channels (2.5D image k in channels 3k .. 3k+2; M =
+                ``member_images``, 1 as in the paper).
         Returns:
             see :meth:`attend`.
         """
         b, c, h, w = x.shape
-        if c != IMAGE_CHANNELS * self.bag_size:
-            raise ValueError(f"VA-FPN expects {IMAGE_CHANNELS * self.bag_size} input channels "
-                             f"(bag of {self.bag_size}), got {c}")
-        images = x.reshape(b * self.bag_size, IMAGE_CHANNELS, h, w)
+        n, m = self.bag_size, self.member_images
+        if c != IMAGE_CHANNELS * (n + m - 1):
+            raise ValueError(f"VA-FPN expects {IMAGE_CHANNELS * (n + m - 1)} input channels "
+                             f"(bag of {n}{f' members of {m} images' if m > 1 else ''}), got {c}")
+        # member k: 2.5D images k .. k + m - 1, [B·N, 3·m, H, W]
+        images = x.unfold(1, IMAGE_CHANNELS * m, IMAGE_CHANNELS).permute(0, 1, 4, 2, 3).reshape(
+            b * n, IMAGE_CHANNELS * m, h, w)
         if not self.training or images.shape[0] == 1:
             features = self.extract_features(images)
         else:
@@ -228,19 +249,22 @@ def consumed_levels(cfg):
 def build_bag_fpn(cfg, input_shape: ShapeSpec, top_block_fn, va_factory) -> VAFPN:
     """A :class:`VAFPN` over the bag of ``cfg`` whose per-level module (``callable(channels)``, ``forward(target,
     bag)``) is ``va_factory``'s: volumetric attention, or another way of fusing the bag (3DCE's late fusion)."""
-    n = bag_size_from_cfg(cfg)
-    if input_shape.channels != IMAGE_CHANNELS * n:
+    images = bag_size_from_cfg(cfg)
+    if input_shape.channels != IMAGE_CHANNELS * images:
         raise ValueError(
-            f"VA-FPN needs {IMAGE_CHANNELS * n} input channels (3 x bag of {n}) but MODEL.PIXEL_MEAN has "
-            f"{input_shape.channels} values; build the config with get_va_cfg() or call expand_pixel_stats(cfg)"
+            f"VA-FPN needs {IMAGE_CHANNELS * images} input channels (3 x {images} 2.5D images) but MODEL.PIXEL_MEAN "
+            f"has {input_shape.channels} values; build the config with get_va_cfg() or call expand_pixel_stats(cfg)"
         )
-    if cfg.MODEL.VA.ENABLED and n % 2 != 1:
+    n, m = bag_members_from_cfg(cfg)
+    if n % 2 != 1:
         raise ValueError(f"MODEL.VA.BAG_SIZE must be odd (target in the middle), got {n}")
-    # The bottom-up network sees one 2.5D image at a time, so pretrained 3-channel conv1 weights fit.
-    bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS))
+    # The bottom-up network sees one member at a time: one 2.5D image as in the paper, so pretrained 3-channel conv1
+    # weights fit, or MEMBER_IMAGES of them.
+    bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS * m))
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     return VAFPN(
         bag_size=n,
+        member_images=m,
         va_factory=va_factory,
         share_across_levels=cfg.MODEL.VA.SHARE_ACROSS_LEVELS,
         location=cfg.MODEL.VA.LOCATION,
@@ -253,6 +277,14 @@ def build_bag_fpn(cfg, input_shape: ShapeSpec, top_block_fn, va_factory) -> VAFP
         top_block=top_block_fn(bottom_up, out_channels),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
+
+
+def bag_members_from_cfg(cfg) -> Tuple[int, int]:
+    """(N, M): the members of a bag and the 2.5D images early-fused into each, ``MODEL.VA.BAG_SIZE`` and
+    ``MODEL.VA.MEMBER_IMAGES`` with VA on, (1, 1) with it off."""
+    if not cfg.MODEL.VA.ENABLED:
+        return 1, 1
+    return int(cfg.MODEL.VA.BAG_SIZE), int(cfg.MODEL.VA.MEMBER_IMAGES)
 
 
 def _va_factory(cfg):

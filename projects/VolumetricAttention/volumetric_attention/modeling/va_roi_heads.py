@@ -18,7 +18,7 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes
 
 from .attention import VolumetricAttention
-from .va_fpn import BAG_SUFFIX, bag_size_from_cfg
+from .va_fpn import BAG_SUFFIX, bag_members_from_cfg
 
 __all__ = ["VolumetricROIPooler", "VAStandardROIHeads"]
 
@@ -65,7 +65,7 @@ class VAStandardROIHeads(StandardROIHeads):
         if cfg.MODEL.KEYPOINT_ON:
             raise ValueError("VAStandardROIHeads does not support keypoints")
         ret = super().from_config(cfg, input_shape)
-        n = bag_size_from_cfg(cfg)
+        n, _ = bag_members_from_cfg(cfg)
         channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
         ret["box_in_features"] = [f + BAG_SUFFIX for f in ret["box_in_features"]]
         ret["box_pooler"] = VolumetricROIPooler(ret["box_pooler"], VolumetricAttention(cfg, channels), n)

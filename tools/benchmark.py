@@ -152,22 +152,27 @@ def _train_worker(args, bag, shared, context_grad, root, queue):
     queue.put(timed_training(cfg, warmup_iters=2, timed_iters=args.train_iters))
 
 
+def in_fresh_process(worker, what, *worker_args):
+    """``worker(*worker_args, queue)`` in a fresh (spawned) process, whose peak memory is its own: what it put in
+    ``queue``. ``what`` names it in the error raised when the process fails."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=worker, args=(*worker_args, queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{what} failed (exit code {proc.exitcode}); see its traceback above")
+    return queue.get(timeout=10)
+
+
 def bench_training(args, root):
     rows = []
-    ctx = mp.get_context("spawn")
     # name, bag size, DATALOADER.SHARED_BAG_TARGETS, MODEL.VA.CONTEXT_GRAD
     variants = (("baseline", 1, 1, True), ("VA N=3", 3, 1, True), ("VA N=3 no context grad", 3, 1, False),
                 ("VA N=9", 9, 1, True), ("VA N=9 no context grad", 9, 1, False),
                 (f"VA N=3 shared G={TRAIN_BATCH}", 3, TRAIN_BATCH, True))
     for name, bag, shared, context_grad in variants:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_train_worker, args=(args, bag, shared, context_grad, root, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"training benchmark of {name} failed (exit code {proc.exitcode}); see its traceback "
-                               "above")
-        result = queue.get(timeout=10)
+        result = in_fresh_process(_train_worker, f"training benchmark of {name}", args, bag, shared, context_grad, root)
         rows.append({"variant": name, **result})
     for row in rows:
         row["time_x_baseline"] = row["s_per_iter"] / rows[0]["s_per_iter"]
@@ -399,17 +404,9 @@ def bench_study_rows(args, root):
     with open(os.devnull, "w") as devnull:
         prepare_lits(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), cfg.INPUT.CT.HU_WINDOW,
                      cfg.INPUT.CT.SLICE_SPACING, stream=devnull)
-    ctx = mp.get_context("spawn")
     rows = []
     for name, config_file in STUDY_ROWS.items():
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_study_row_worker, args=(args, config_file, root, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"study_rows benchmark of {name} failed (exit code {proc.exitcode}); see its "
-                               "traceback above")
-        result = queue.get(timeout=10)
+        result = in_fresh_process(_study_row_worker, f"study_rows benchmark of {name}", args, config_file, root)
         rows.append({"row": name, "s_per_iter": result["s_per_iter_with_data"],
                      "peak_memory_mb": result["peak_memory_mb"]})
     early_fusion = next(row["s_per_iter"] for row in rows if row["row"] == "early_fusion")

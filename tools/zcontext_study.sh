@@ -14,7 +14,8 @@
 # VA + context features (the project's recommended from-scratch VA); 3DCE late fusion (threedce). Further rows of
 # the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
 # va_shared (4 targets per batch share their bags), va_no_gate_relu; and va_context_members3 (VA + context
-# features whose bag members are 3 early-fused 2.5D images each: context at the input too).
+# features whose bag members are 3 early-fused 2.5D images each: context at the input too) with its control
+# early_fusion_15 (early fusion over the same 15 slices).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_PROFILE (default zcontext_liver), STUDY_DATASETS (default ./datasets/$STUDY_PROFILE),
 #              STUDY_OUT (default ./output/$STUDY_PROFILE), STUDY_SEEDS (default "0 1 2"),
@@ -40,6 +41,7 @@ declare -A CONFIG=(
     [baseline_ce]=${C}_baseline.yaml
     [early_fusion]=${C}_early_fusion.yaml
     [early_fusion_equal_time]=${C}_early_fusion_equal_time.yaml
+    [early_fusion_15]=${C}_early_fusion.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
     [va_context_members3]=${C}_va_context_bag3_members3.yaml
     [threedce]=${C}_3dce_bag3.yaml
@@ -52,12 +54,14 @@ declare -A OPTS=(
     [va_no_context_grad]="MODEL.VA.CONTEXT_GRAD False"
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
     [va_no_gate_relu]="MODEL.VA.GATE_RELU False"
+    [early_fusion_15]="MODEL.VA.BAG_SIZE 5"
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
     [baseline_ce]="baseline, cross-entropy only"
     [early_fusion]="early fusion (9 slices as channels)"
     [early_fusion_equal_time]="early fusion, VA + context's training time"
+    [early_fusion_15]="early fusion, 15 slices"
     [va]="VA, cosine similarity"
     [va_dot]="VA, dot product (paper)"
     [va_no_context_grad]="VA, cosine, no context gradients"

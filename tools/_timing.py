@@ -68,8 +68,8 @@ def timed_training(cfg, warmup_iters: int, timed_iters: int, amp: bool = False) 
 
     Returns:
         ``{"s_per_iter"`` (median of the steps), ``"s_per_iter_with_data"`` (median of the steps with the batch's
-        loading, as detectron2's trainers time an iteration), ``"peak_memory_mb"``, ``"backbone_images_per_target"`` (mean of what the VA-FPN
-        records, None without it)``}``.
+        loading, as detectron2's trainers time an iteration), ``"peak_memory_mb"``,
+        ``"backbone_images_per_target"`` (mean of what the VA-FPN records, None without it)``}``.
     Raises:
         FloatingPointError: a loss is not finite (detectron2's trainers stop there too).
     """

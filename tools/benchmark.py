@@ -30,8 +30,9 @@ before each reading):
     study with its own config (batch 4, 128 px, 4 zcontext_small phantoms), each in a fresh process, as a ratio
     to early fusion: the iterations of early fusion's equal-time row
     (configs/Phantom/zcontext_liver_semantic_R_18_FPN_GN_early_fusion_equal_time.yaml)
-Except in study_rows, all models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every model is made to return
-the same number of detections, so the heads cost the same and the difference is the backbone and VA.
+Except in study_rows, all models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every
+model is made to return the same number of detections, so the heads cost the same and the difference is the backbone
+and VA.
 """
 import argparse
 import json

@@ -1,4 +1,6 @@
 """Config keys of the Volumetric Attention project (``add_va_config``) and the one way to build a VA config."""
+from typing import Tuple
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -11,7 +13,8 @@ def add_va_config(cfg):
     _C.MODEL.VA = CN()
     # Apply volumetric attention. False gives the plain 2.5D baseline (a bag of one 3-slice image).
     _C.MODEL.VA.ENABLED = True
-    # N, the number of 2.5D images in the bag, the target's own included (odd; the paper's LiTS benchmark uses 9).
+    # N, the number of 2.5D images (members) in the bag, the target's own included (odd; the paper's LiTS benchmark
+    # uses 9).
     _C.MODEL.VA.BAG_SIZE = 3
     # Use volumetric channel attention (paper section 2.2, eq. 2).
     _C.MODEL.VA.CHANNEL = True
@@ -120,13 +123,19 @@ def check_similarity_mode(mode: str) -> str:
     return mode
 
 
-def bag_size_from_cfg(cfg) -> int:
-    """The number of 2.5D images per input (the mapper's bag): with VA on, ``MODEL.VA.BAG_SIZE`` +
-    ``MODEL.VA.MEMBER_IMAGES`` - 1 (``BAG_SIZE`` with the paper's one image per member); 1 (the plain 2.5D baseline)
-    with VA off."""
+def bag_members_from_cfg(cfg) -> Tuple[int, int]:
+    """(N, M): the members of a bag and the 2.5D images early-fused into each, ``MODEL.VA.BAG_SIZE`` and
+    ``MODEL.VA.MEMBER_IMAGES`` with VA on, (1, 1) (the plain 2.5D baseline) with it off."""
     if not cfg.MODEL.VA.ENABLED:
-        return 1
-    return int(cfg.MODEL.VA.BAG_SIZE) + int(cfg.MODEL.VA.MEMBER_IMAGES) - 1
+        return 1, 1
+    return int(cfg.MODEL.VA.BAG_SIZE), int(cfg.MODEL.VA.MEMBER_IMAGES)
+
+
+def bag_size_from_cfg(cfg) -> int:
+    """The number of 2.5D images per input (the mapper's bag): N + M - 1 of :func:`bag_members_from_cfg`, so
+    ``MODEL.VA.BAG_SIZE`` with the paper's one image per member, and 1 with VA off."""
+    n, m = bag_members_from_cfg(cfg)
+    return n + m - 1
 
 
 def expand_pixel_stats(cfg):
@@ -142,7 +151,8 @@ def expand_pixel_stats(cfg):
         if len(values) == 3 and n > 1:
             cfg.MODEL[key] = values * n
         elif len(values) != 3 * n:
-            raise ValueError(f"MODEL.{key} has {len(values)} values; expected 3 or 3 x the bag's {n} 2.5D images = {3 * n}")
+            raise ValueError(f"MODEL.{key} has {len(values)} values; expected 3 or 3 x the bag's {n} 2.5D images = "
+                             f"{3 * n}")
     return cfg
 
 

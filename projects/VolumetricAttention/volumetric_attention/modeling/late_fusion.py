@@ -18,7 +18,8 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY
 
-from .va_fpn import VAFPN, bag_members_from_cfg, build_bag_fpn, last_level_max_pool
+from ..config import bag_members_from_cfg
+from .va_fpn import VAFPN, build_bag_fpn, last_level_max_pool
 
 __all__ = ["BagConcatFusion", "build_3dce_resnet_fpn_backbone"]
 

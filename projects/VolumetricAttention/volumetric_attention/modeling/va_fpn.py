@@ -7,15 +7,15 @@ so that volume inference can compute each 2.5D image's features once and reuse t
 * :meth:`VAFPN.extract_features` -- the plain ResNet-FPN on single 2.5D images ``[M, 3, H, W]``;
 * :meth:`VAFPN.attend` -- VA over per-image features grouped into bags ``[B, N, C, h, w]``.
 
-``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code.
+``forward(x) == attend(split(extract_features(reshape(x))))``: both paths are the same code. In training, ``forward``
+runs ``extract_features`` once per distinct 2.5D image of the batch (bags of nearby targets share images).
 
 Bag members that see more than one 2.5D image (``MODEL.VA.MEMBER_IMAGES`` M > 1, beyond the paper): the input holds
 N + M - 1 2.5D images and member k is images k .. k + M - 1 early-fused, ``[3·M, H, W]`` through a stem widened to
 3·M channels, so the target member sees the 3·M slices centred on the target, as the early-fusion baseline does, and
 VA adds the other members. Then ``extract_features`` takes ``[M', 3·M, H, W]`` member windows; volume inference runs
 the packed bags (no per-volume feature cache, which keys one 2.5D image per member); a 2D checkpoint loads as into
-the early-fusion backbone (the stem conv is skipped with a shape-mismatch warning); LOCATION must be "RPN". In training, ``forward``
-runs ``extract_features`` once per distinct 2.5D image of the batch (bags of nearby targets share images).
+the early-fusion backbone (the stem conv is skipped with a shape-mismatch warning); LOCATION must be "RPN".
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
 constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged. VA acts on
@@ -38,12 +38,12 @@ from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.utils.events import get_event_storage, has_event_storage
 
-from ..config import bag_size_from_cfg
+from ..config import bag_members_from_cfg, bag_size_from_cfg
 from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
 
 __all__ = ["VAFPN", "distinct_images", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone",
-           "bag_members_from_cfg", "BAG_SUFFIX"]
+           "BAG_SUFFIX"]
 
 # Suffix of the bag feature keys returned with LOCATION "RCNN": "p2" -> "p2_bag".
 BAG_SUFFIX = "_bag"
@@ -277,14 +277,6 @@ def build_bag_fpn(cfg, input_shape: ShapeSpec, top_block_fn, va_factory) -> VAFP
         top_block=top_block_fn(bottom_up, out_channels),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
-
-
-def bag_members_from_cfg(cfg) -> Tuple[int, int]:
-    """(N, M): the members of a bag and the 2.5D images early-fused into each, ``MODEL.VA.BAG_SIZE`` and
-    ``MODEL.VA.MEMBER_IMAGES`` with VA on, (1, 1) with it off."""
-    if not cfg.MODEL.VA.ENABLED:
-        return 1, 1
-    return int(cfg.MODEL.VA.BAG_SIZE), int(cfg.MODEL.VA.MEMBER_IMAGES)
 
 
 def _va_factory(cfg):

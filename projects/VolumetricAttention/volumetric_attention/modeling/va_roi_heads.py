@@ -17,8 +17,9 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes
 
+from ..config import bag_members_from_cfg
 from .attention import VolumetricAttention
-from .va_fpn import BAG_SUFFIX, bag_members_from_cfg
+from .va_fpn import BAG_SUFFIX
 
 __all__ = ["VolumetricROIPooler", "VAStandardROIHeads"]
 

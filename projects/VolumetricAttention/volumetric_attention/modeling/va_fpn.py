@@ -18,8 +18,8 @@ the packed bags (no per-volume feature cache, which keys one 2.5D image per memb
 the early-fusion backbone (the stem conv is skipped with a shape-mismatch warning); LOCATION must be "RPN".
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
-constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged. VA acts on
-every FPN level that the meta-architecture's heads read (P2-P6 for Mask R-CNN, P2-P5 for semantic FPN).
+constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged.
+VA acts on every FPN level that the meta-architecture's heads read (P2-P6 for Mask R-CNN, P2-P5 for semantic FPN).
 With ``MODEL.VA.LOCATION == "RCNN"`` the backbone applies no attention: ``p<k>`` are the target's features and
 ``p<k>_bag`` (``[B, N, C, h, w]``) the whole bag's, for :class:`VAStandardROIHeads` to pool. RPN and ROI heads select
 their inputs by name (``in_features``), so they never see the extra keys.

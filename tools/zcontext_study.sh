@@ -73,7 +73,7 @@ declare -A LABEL=(
 )
 RUNS=${STUDY_RUNS:-"baseline early_fusion va va_context_features threedce early_fusion_equal_time"}
 
-# a row's own overrides of its config (the VA config's variants), before the overrides for every run
+# a row's own overrides of its config (the VA config's variants, early_fusion_15's bag), before those for every run
 run_opts() {
     echo "${OPTS[$1]:-}"
 }

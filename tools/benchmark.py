@@ -317,6 +317,17 @@ def bench_evaluator(args):
     return {"s_per_case": seconds, "shape": list(shape)}
 
 
+def prepared_phantoms(source, cache, num_cases, seed, hu_window=(-200.0, 300.0), slice_spacing=1.5, **phantom_args):
+    """Write ``num_cases`` phantoms (``write_phantom_dataset``'s ``phantom_args``: shape, profile) into ``source``
+    and prepare them, quietly, into the loader's ``cache``."""
+    from volumetric_attention.data.lits import prepare_lits
+    from volumetric_attention.data.phantoms import write_phantom_dataset
+
+    write_phantom_dataset(source, num_cases, seed=seed, **phantom_args)
+    with open(os.devnull, "w") as devnull:
+        prepare_lits(source, cache, hu_window, slice_spacing, stream=devnull)
+
+
 def bench_evaluation(args, root):
     """Seconds per case of LiTS evaluation (inference + LiTSEvaluator), detectron2's per-slice path against
     case-level (TEST.CT.CASE_LEVEL), for the baseline and VA N = 3 and N = 9, on prepared phantom cases."""
@@ -326,14 +337,10 @@ def bench_evaluation(args, root):
 
     from volumetric_attention.data import VolumetricDatasetMapper
     from volumetric_attention.data.dataset_dicts import load_cached_dataset_dicts
-    from volumetric_attention.data.lits import prepare_lits
-    from volumetric_attention.data.phantoms import write_phantom_dataset
     from volumetric_attention.evaluation import LiTSEvaluator, inference_on_cases
 
     source, cache = os.path.join(root, "eval_phantom"), os.path.join(root, "eval_cache")
-    write_phantom_dataset(source, args.eval_cases, seed=1, shape=(args.slices, args.size, args.size))
-    with open(os.devnull, "w") as devnull:
-        prepare_lits(source, cache, (-200.0, 300.0), 1.5, stream=devnull)
+    prepared_phantoms(source, cache, args.eval_cases, seed=1, shape=(args.slices, args.size, args.size))
     dicts = [d for split in ("train", "val") for d in load_cached_dataset_dicts(cache, split)]
     runs = []
     for name, bag in (("baseline", 1), ("VA N=3", 3), ("VA N=9", 9)):
@@ -396,15 +403,12 @@ def _study_row_worker(args, config_file, root, queue):
 
 
 def bench_study_rows(args, root):
-    from volumetric_attention.data.lits import prepare_lits
-    from volumetric_attention.data.phantoms import write_phantom_dataset
     from volumetric_attention.utils.cli import load_config
 
     cfg = load_config(STUDY_ROWS["baseline"], [])
-    write_phantom_dataset(os.path.join(root, "phantom"), 4, seed=0, profile="zcontext_small")
-    with open(os.devnull, "w") as devnull:
-        prepare_lits(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), cfg.INPUT.CT.HU_WINDOW,
-                     cfg.INPUT.CT.SLICE_SPACING, stream=devnull)
+    prepared_phantoms(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), 4, seed=0,
+                      hu_window=cfg.INPUT.CT.HU_WINDOW, slice_spacing=cfg.INPUT.CT.SLICE_SPACING,
+                      profile="zcontext_small")
     rows = []
     for name, config_file in STUDY_ROWS.items():
         result = in_fresh_process(_study_row_worker, f"study_rows benchmark of {name}", args, config_file, root)
@@ -417,13 +421,8 @@ def bench_study_rows(args, root):
 
 
 def bench_training_section(args, root):
-    from volumetric_attention.data.lits import prepare_lits
-    from volumetric_attention.data.phantoms import write_phantom_dataset
-
-    write_phantom_dataset(os.path.join(root, "phantom"), 4, seed=0, shape=(24, 128, 128))
-    with open(os.devnull, "w") as devnull:
-        prepare_lits(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), (-200.0, 300.0), 1.5,
-                     stream=devnull)
+    prepared_phantoms(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), 4, seed=0,
+                      shape=(24, 128, 128))
     return bench_training(args, root)
 
 

@@ -71,6 +71,8 @@ def test_training_step_and_volume_inference_without_the_feature_cache(tiny_cfg):
     assert not loop.use_feature_cache
     results = {z: out for batch, outs in loop.run(volume) for z, out in zip(batch, outs)}
     assert sorted(results) == list(range(7))
+    # 3 members of 3 images through the backbone per target
+    assert loop.backbone_images == 7 * 9
     with torch.no_grad():
         for z in (0, 3, 6):  # both clamped ends and the middle
             bag = torch.as_tensor(make_bag_array(volume, z, 5).transpose(2, 0, 1).copy())

@@ -48,11 +48,13 @@ class CaseLoop:
     test-time augmentations, as :class:`~volumetric_attention.data.VolumetricDatasetMapper` does, and packed into
     channels. With the feature cache (a VA-FPN backbone with one 2.5D image per member) each image's backbone
     features are computed once and kept until the last batch that needs them (at most N + B + 1 images; see the
-    module docstring); without it the model runs on the packed bags, N backbone passes per target.
+    module docstring); without it the model runs on the packed bags: N backbone passes per target, of M images each
+    with ``MODEL.VA.MEMBER_IMAGES`` = M.
 
     Args:
         model: a detectron2 meta-architecture in eval mode (GeneralizedRCNN, RetinaNet, SemanticSegmentor).
-        bag_size: N.
+        bag_size: the 2.5D images of a target's input (N, or N + M - 1 with members of M images;
+            :func:`~volumetric_attention.config.bag_size_from_cfg`).
         augmentations: test-time detectron2 augmentations (e.g. ``ResizeShortestEdge``); drawn once per case on an
             image of the case's size and applied to every 2.5D image.
         batch_size: target slices per forward pass (B).
@@ -69,8 +71,10 @@ class CaseLoop:
         self.augmentations = T.AugmentationList(list(augmentations))
         self.batch_size = int(batch_size)
         # the cache keys one 2.5D image per bag member (not so with MODEL.VA.MEMBER_IMAGES > 1)
-        self.use_feature_cache = (use_feature_cache and hasattr(model.backbone, "extract_features")
-                                  and getattr(model.backbone, "member_images", 1) == 1)
+        members = getattr(model.backbone, "member_images", 1)
+        self.use_feature_cache = use_feature_cache and hasattr(model.backbone, "extract_features") and members == 1
+        # without the cache: N = bag_size - M + 1 members of M images each go through the backbone
+        self.images_per_target = (self.bag_size - members + 1) * members
         self.backbone_images = 0
         self.peak_cached_images = 0
 
@@ -119,7 +123,7 @@ class CaseLoop:
                       for keys in bag_keys]
             if cache is None:
                 outputs = model(inputs)
-                self.backbone_images += len(batch) * self.bag_size
+                self.backbone_images += len(batch) * self.images_per_target
             else:
                 features = model.backbone.attend(cache.bag_features(bag_keys, images))
                 self.peak_cached_images = max(self.peak_cached_images, len(cache))

@@ -7,6 +7,13 @@
 # Environment: VA_DATASETS (default ./datasets), DEMO_OUT (default ./output/demo), DEMO_CONFIG.
 # Re-running resumes training from the last checkpoint and skips finished preparation.
 #
+# tools/demo.sh --zcontext [KEY VALUE ...]: what VA is for, lesions among look-alike vessels. The same steps on the
+# z-context study's 20 phantoms (profile zcontext_liver: vessels of the lesions' width and intensity, which only their
+# length along z tells apart; docs/zcontext_study.md), training the study's VA + context features
+# (Phantom/zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml, 2000 iterations, SEED 0), evaluated on the 5
+# held-out phantoms. Environment: DEMO_ZCONTEXT_DATASETS (its own VA_DATASETS, default ./datasets/zcontext_liver,
+# which the study shares), DEMO_OUT (default ./output/demo_zcontext), DEMO_CONFIG.
+#
 # tools/demo.sh --deeplesion [KEY VALUE ...]: lesion detection on a synthetic DeepLesion instead, on 2 CPU cores in
 # the time the project README gives: 1. generate 30 series (DL_info.csv + 16-bit PNGs) and prepare them  2. train
 # the detector the DeepLesion study recommends (early fusion, DeepLesion/faster_rcnn_R_18_FPN_GN_early_fusion.yaml,
@@ -51,13 +58,28 @@ if [ "${1:-}" = "--deeplesion" ]; then
     exit 0
 fi
 
-export VA_DATASETS=${VA_DATASETS:-$PWD/datasets}
-OUT=${DEMO_OUT:-$PWD/output/demo}
-CONFIG=${DEMO_CONFIG:-projects/VolumetricAttention/configs/Phantom/mask_rcnn_R_18_FPN_GN_va_bag3.yaml}
+PHANTOMS=projects/VolumetricAttention/configs/Phantom
+if [ "${1:-}" = "--zcontext" ]; then
+    shift
+    export VA_DATASETS=${DEMO_ZCONTEXT_DATASETS:-$PWD/datasets/zcontext_liver}
+    OUT=${DEMO_OUT:-$PWD/output/demo_zcontext}
+    CONFIG=${DEMO_CONFIG:-$PHANTOMS/zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml}
+    PHANTOM_ARGS=(--num-cases 20 --profile zcontext_liver)
+    COMPARE="the 2.5D baseline, early fusion and 3DCE on these phantoms: tools/zcontext_study.sh, \
+projects/VolumetricAttention/docs/zcontext_study.md"
+else
+    export VA_DATASETS=${VA_DATASETS:-$PWD/datasets}
+    OUT=${DEMO_OUT:-$PWD/output/demo}
+    CONFIG=${DEMO_CONFIG:-$PHANTOMS/mask_rcnn_R_18_FPN_GN_va_bag3.yaml}
+    PHANTOM_ARGS=(--num-cases 12)
+    COMPARE=""
+fi
 CASE=volume-3  # the first held-out phantom (every 4th case is phantom_val)
 
 echo "== 1-2. phantoms -> $VA_DATASETS/phantom, cache -> $VA_DATASETS/cache/phantom"
-$PY tools/make_phantoms.py --num-cases 12 --config-file "$CONFIG"
+if [ ! -f "$VA_DATASETS/cache/phantom/index.json" ]; then
+    $PY tools/make_phantoms.py "${PHANTOM_ARGS[@]}" --config-file "$CONFIG"
+fi
 
 echo "== 3-4. training $CONFIG -> $OUT (evaluation on phantom_val at the end)"
 $PY projects/VolumetricAttention/train_net.py --config-file "$CONFIG" --resume OUTPUT_DIR "$OUT" "$@"
@@ -71,7 +93,7 @@ $PY tools/visualize.py --volume "$VA_DATASETS/phantom/$CASE.nii.gz" \
     --prediction "$OUT/predictions/$CASE.nii.gz" --ground-truth "$VA_DATASETS/phantom/segmentation-${CASE#volume-}.nii.gz" \
     --output "$OUT/overlays" > /dev/null
 EVAL="$OUT/inference/phantom_val"
-$PY tools/plot_results.py "$EVAL/lits_summary.json" --labels "VA Mask R-CNN" --out "$OUT/plots"
+$PY tools/plot_results.py "$EVAL/lits_summary.json" --labels "$(basename "$CONFIG" .yaml)" --out "$OUT/plots"
 
 echo "== 7. results"
 echo "metrics:     $EVAL/lits_summary.json, $EVAL/lits_per_case.csv, $EVAL/lits_lesions.csv"
@@ -79,3 +101,4 @@ echo "checkpoint:  $OUT/model_final.pth   (TensorBoard: tensorboard --logdir $OU
 echo "prediction:  $OUT/predictions/$CASE.nii.gz and ${CASE}_lesions.{json,csv}"
 echo "overlays:    $OUT/overlays/${CASE}_montage.png"
 echo "plots:       $OUT/plots/"
+[ -z "$COMPARE" ] || echo "compare:     $COMPARE"

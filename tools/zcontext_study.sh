@@ -15,7 +15,8 @@
 # the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
 # va_shared (4 targets per batch share their bags), va_no_gate_relu; and va_context_members3 (VA + context
 # features whose bag members are 3 early-fused 2.5D images each: context at the input too) with its control
-# early_fusion_15 (early fusion over the same 15 slices).
+# early_fusion_15 (early fusion over the same 15 slices); va_context_bag5 (VA + context features with a bag of 5,
+# the same 15 slices as 5 members of one image).
 # Usage: tools/zcontext_study.sh [KEY VALUE ...]   (config overrides for every run)
 # Environment: STUDY_PROFILE (default zcontext_liver), STUDY_DATASETS (default ./datasets/$STUDY_PROFILE),
 #              STUDY_OUT (default ./output/$STUDY_PROFILE), STUDY_SEEDS (default "0 1 2"),
@@ -44,6 +45,7 @@ declare -A CONFIG=(
     [early_fusion_15]=${C}_early_fusion.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
     [va_context_members3]=${C}_va_context_bag3_members3.yaml
+    [va_context_bag5]=${C}_va_context_bag3.yaml
     [threedce]=${C}_3dce_bag3.yaml
 )
 # every other row is the VA config with its overrides
@@ -55,6 +57,7 @@ declare -A OPTS=(
     [va_shared]="DATALOADER.SHARED_BAG_TARGETS 4"
     [va_no_gate_relu]="MODEL.VA.GATE_RELU False"
     [early_fusion_15]="MODEL.VA.BAG_SIZE 5"
+    [va_context_bag5]="MODEL.VA.BAG_SIZE 5"
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"
@@ -68,12 +71,13 @@ declare -A LABEL=(
     [va_shared]="VA, cosine, shared bags"
     [va_context_features]="VA, cosine + context features"
     [va_context_members3]="VA + context features, members of 3 images"
+    [va_context_bag5]="VA + context features, bag of 5"
     [va_no_gate_relu]="VA, cosine, no ReLU before the gates"
     [threedce]="3DCE late fusion (bag of 3)"
 )
 RUNS=${STUDY_RUNS:-"baseline early_fusion va va_context_features threedce early_fusion_equal_time"}
 
-# a row's own overrides of its config (the VA config's variants, early_fusion_15's bag), before those for every run
+# a row's own overrides of its config (the VA config's variants, the bags of 5), before those for every run
 run_opts() {
     echo "${OPTS[$1]:-}"
 }

@@ -176,7 +176,7 @@ class _CountingEvaluator(DatasetEvaluator):
 
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_single_process_metrics(cases, tmp_path):
-    from detectron2.engine import launch
+    from volumetric_attention.engine import launch
 
     cache_root = os.path.dirname(cases["c1"][0])
     result_path = str(tmp_path / "dist.json")

@@ -33,3 +33,29 @@ def test_a_worker_error_ends_the_run_in_its_one_line(tmp_path):
     assert _runs.last_line(proc.stderr) == (f"error: {_runs.VA_CONFIG} + command-line options: "
                                             "Non-existent key: SOLVER.BASE_LRR")
     assert proc.stderr.count("Non-existent key") == 1  # once, by the parent
+
+
+def test_a_returning_worker_destroys_its_process_groups(tmp_path):
+    """A worker that returns leaves no process group behind, detectron2's cached ones included, so that no gloo
+    thread is left for the interpreter's teardown (which aborted such workers with SIGABRT)."""
+    import torch.distributed as dist
+    from detectron2.utils import comm
+
+    from volumetric_attention.engine.ddp import _OneLineErrors
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    comm.create_local_process_group(1)
+    try:
+        def main(x):
+            comm._get_global_gloo_group()  # what comm.gather and comm.all_gather create and cache
+            return x + 1
+
+        assert _OneLineErrors(main, str(tmp_path))(1) == 2
+        assert not dist.is_initialized()
+        assert comm._LOCAL_PROCESS_GROUP is None
+        assert comm._get_global_gloo_group.cache_info().currsize == 0
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        comm._LOCAL_PROCESS_GROUP = None
+        comm._get_global_gloo_group.cache_clear()

@@ -1,9 +1,11 @@
 """Several processes: DistributedDataParallel that also works for CPU processes over gloo, and detectron2's launch
 with a worker's one-line error as the run's last line."""
+import gc
 import os
 import sys
 import tempfile
 
+import torch.distributed as dist
 from detectron2.engine import defaults
 from detectron2.engine import launch as _d2_launch
 from detectron2.utils import comm
@@ -29,7 +31,10 @@ _d2_create_ddp_model = defaults.create_ddp_model
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
     """detectron2's ``launch``, except that a worker process that stops with a one-line error
     (``SystemExit("error: ...")``) ends the run with that line (``SystemExit`` of the parent) instead of torch's
-    ``ProcessExitedException`` traceback. With one process ``main_func`` runs in this one, as in detectron2.
+    ``ProcessExitedException`` traceback, and that a worker which returns waits for the others and destroys its
+    process group. Without that, a gloo worker could exit while its threads still ran and die with SIGABRT
+    ("terminate called without an active exception"). With one process ``main_func`` runs in this one, as in
+    detectron2.
     """
     if num_gpus_per_machine * num_machines <= 1:
         return _d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args)
@@ -46,7 +51,8 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
 
 class _OneLineErrors:
     """``main_func`` in a worker process: a ``SystemExit`` with a message is written to ``<errors>/<local rank>``
-    for the parent to end with, and the worker exits with status 1 without printing it."""
+    for the parent to end with, and the worker exits with status 1 without printing it. A worker that returns waits
+    for the others at a barrier, then destroys its process group."""
 
     def __init__(self, main_func, errors: str):
         self.main_func = main_func
@@ -54,7 +60,7 @@ class _OneLineErrors:
 
     def __call__(self, *args):
         try:
-            return self.main_func(*args)
+            result = self.main_func(*args)
         except SystemExit as e:
             if e.code is None or isinstance(e.code, int):
                 raise
@@ -62,6 +68,18 @@ class _OneLineErrors:
                 f.write(str(e.code))
             sys.stdout.flush()
             raise SystemExit(1) from None
+        _shut_down()
+        return result
+
+
+def _shut_down():
+    """Waits for the other workers, destroys every process group and drops detectron2's references to its groups,
+    so that their threads end now and not in the interpreter's teardown."""
+    comm.synchronize()
+    dist.destroy_process_group()
+    comm._LOCAL_PROCESS_GROUP = None
+    comm._get_global_gloo_group.cache_clear()
+    gc.collect()
 
 
 def _error_path(errors, local_rank):

@@ -41,7 +41,7 @@ def test_a_returning_worker_destroys_its_process_groups(tmp_path):
     import torch.distributed as dist
     from detectron2.utils import comm
 
-    from volumetric_attention.engine.ddp import _OneLineErrors
+    from volumetric_attention.engine.ddp import _WorkerMain
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     comm.create_local_process_group(1)
@@ -50,7 +50,7 @@ def test_a_returning_worker_destroys_its_process_groups(tmp_path):
             comm._get_global_gloo_group()  # what comm.gather and comm.all_gather create and cache
             return x + 1
 
-        assert _OneLineErrors(main, str(tmp_path))(1) == 2
+        assert _WorkerMain(main, str(tmp_path))(1) == 2
         assert not dist.is_initialized()
         assert comm._LOCAL_PROCESS_GROUP is None
         assert comm._get_global_gloo_group.cache_info().currsize == 0

@@ -31,16 +31,14 @@ _d2_create_ddp_model = defaults.create_ddp_model
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
     """detectron2's ``launch``, except that a worker process that stops with a one-line error
     (``SystemExit("error: ...")``) ends the run with that line (``SystemExit`` of the parent) instead of torch's
-    ``ProcessExitedException`` traceback, and that a worker which returns waits for the others and destroys its
-    process group. Without that, a gloo worker could exit while its threads still ran and die with SIGABRT
-    ("terminate called without an active exception"). With one process ``main_func`` runs in this one, as in
-    detectron2.
+    ``ProcessExitedException`` traceback, and that a worker which returns shuts its process groups down first
+    (``_shut_down``). With one process ``main_func`` runs in this one, as in detectron2.
     """
     if num_gpus_per_machine * num_machines <= 1:
         return _d2_launch(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args)
     with tempfile.TemporaryDirectory(prefix="va_launch_") as errors:
         try:
-            return _d2_launch(_OneLineErrors(main_func, errors), num_gpus_per_machine, num_machines, machine_rank,
+            return _d2_launch(_WorkerMain(main_func, errors), num_gpus_per_machine, num_machines, machine_rank,
                               dist_url, args)
         except ProcessExitedException as e:
             message = _read_error(errors, e.error_index)
@@ -49,10 +47,10 @@ def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist
             raise SystemExit(message) from None
 
 
-class _OneLineErrors:
+class _WorkerMain:
     """``main_func`` in a worker process: a ``SystemExit`` with a message is written to ``<errors>/<local rank>``
-    for the parent to end with, and the worker exits with status 1 without printing it. A worker that returns waits
-    for the others at a barrier, then destroys its process group."""
+    for the parent to end with, and the worker exits with status 1 without printing it; when ``main_func`` returns,
+    the worker shuts its process groups down (``_shut_down``)."""
 
     def __init__(self, main_func, errors: str):
         self.main_func = main_func
@@ -74,7 +72,8 @@ class _OneLineErrors:
 
 def _shut_down():
     """Waits for the other workers, destroys every process group and drops detectron2's references to its groups,
-    so that their threads end now and not in the interpreter's teardown."""
+    so that their threads end now. Left to the interpreter's teardown, gloo's threads could abort a worker whose
+    work was done with SIGABRT ("terminate called without an active exception")."""
     comm.synchronize()
     dist.destroy_process_group()
     comm._LOCAL_PROCESS_GROUP = None

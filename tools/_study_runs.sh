@@ -12,7 +12,8 @@
 # Reads the caller's PY (the python), OUT, SEEDS, RUNS, CONFIG (run -> config file; DEFAULT_CONFIG for a run not
 # in it, when set), LABEL (run -> its row in the tables) and, when set, TABLE_ARGS (an array of further
 # study_table.py arguments for the TEST_SET table). When the caller defines run_opts, ``run_opts RUN`` prints the
-# run's own config overrides (they go before KEY VALUE and into the run's "==" line).
+# run's own config overrides (they go before KEY VALUE and into the run's "==" line); when it defines after_run,
+# ``after_run RUN RUN_DIR`` is called once the run's evaluations exist (a study's record of every run).
 
 study_runs() {
     local kind=$1 test_set=$2 train_set=$3 train_items=$4
@@ -42,6 +43,9 @@ study_runs() {
                 $PY projects/VolumetricAttention/train_net.py --config-file "$config" --eval-only \
                     OUTPUT_DIR "$dir" SEED "$seed" $opts "$@" MODEL.WEIGHTS "$dir/model_final.pth" \
                     DATASETS.TEST "(\"$train_set\",)" > /dev/null
+            fi
+            if declare -F after_run > /dev/null; then
+                after_run "$name" "$dir"
             fi
         done
     done

@@ -10,9 +10,13 @@ the accuracy columns and detectron2's ``metrics.json`` the median seconds per tr
 ``--kind deeplesion`` (dataset deeplesion_test): the FROC evaluator's sensitivity at 0.5, 1, 2 and 4 FPs per image
 and their mean, AP50, the mean sensitivity per lesion size (long diameter) and the share of the FPs that lie on
 vessels (when the runs were scored with ``TEST.CT.LOOKALIKES``), all in percent; ``--froc-plot PNG`` draws each
-row's FROC curve, the mean of its runs' curves, on one plot. ``--json`` also writes every run's values (atomically).
+row's FROC curve, the mean of its runs' curves, on one plot. ``--json`` also writes every run's values (atomically);
+``--record FILE`` merges them into FILE under the dataset's name, keyed ``<parent folder>/<run folder>`` and rounded
+to 4 decimals, so that a study keeps each run's values as it finishes (a lock on FILE's folder serialises writers).
 """
 import argparse
+import fcntl
+import json
 import os
 import statistics
 import sys
@@ -109,6 +113,29 @@ def plot_rows(rows, dataset, path):
     return plot_froc(results, labels, path)
 
 
+def record_runs(path, dataset, per_run):
+    """Merge ``per_run`` ({run_dir: values}) into the JSON file ``path`` as ``{dataset: {"<parent>/<run>": values}}``
+    (values rounded to 4 decimals), atomically and under an exclusive lock on the file's folder."""
+    from volumetric_attention.evaluation.results_io import write_json
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        record = {}
+        if os.path.isfile(path):
+            with open(path) as f:
+                record = json.load(f)
+        runs = record.setdefault(dataset, {})
+        for run_dir, values in per_run.items():
+            key = "/".join(os.path.normpath(os.path.abspath(run_dir)).split(os.sep)[-2:])
+            runs[key] = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+        record[dataset] = dict(sorted(runs.items()))
+        write_json(path, record)
+    finally:
+        os.close(fd)
+
+
 def _cell(values, digits):
     values = [v for v in values if v is not None]
     if not values:
@@ -140,6 +167,7 @@ def main(argv=None):
     parser.add_argument("--dataset", help="evaluated dataset name (default: phantom_val for lits, deeplesion_test "
                                           "for deeplesion)")
     parser.add_argument("--json", help="also write every run's values to this JSON file")
+    parser.add_argument("--record", metavar="FILE", help="merge every run's values into this study record (JSON)")
     parser.add_argument("--froc-plot", metavar="PNG", help="deeplesion: write the rows' mean FROC curves to this PNG")
     args = parser.parse_args(argv)
     setup_cli(log_threads=False)
@@ -172,6 +200,8 @@ def main(argv=None):
         from volumetric_attention.evaluation.results_io import write_json
 
         write_json(args.json, per_run)
+    if args.record and per_run:
+        record_runs(args.record, dataset, per_run)
     for failure in failures:
         print(f"study_table: skipped {failure}", file=sys.stderr)
     return 1 if failures else 0

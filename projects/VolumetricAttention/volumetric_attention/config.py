@@ -36,6 +36,9 @@ def add_va_config(cfg):
     # Slice similarity of eq. 2/3, in float32 under any autocast: "dot" (the paper's), "scaled" (dot / sqrt(dim)) or
     # "cosine" (times a learned temperature); why cosine is the default: modeling/slice_similarity.py.
     _C.MODEL.VA.SIMILARITY = "cosine"
+    # The slice weights S_att of both attentions: "attention" (the paper's softmax over the bag) or "uniform" (fixed
+    # 1/N: the control that tells whether attending over the bag does anything).
+    _C.MODEL.VA.SLICE_WEIGHTS = "attention"
     # The boolean SIMILARITY replaced: an old config that sets it gets a one-line KeyError saying what to write.
     _C.register_renamed_key("MODEL.VA.SCALED_DOT_PRODUCT", "MODEL.VA.SIMILARITY",
                             message='SCALED_DOT_PRODUCT True is SIMILARITY "scaled", False is "dot"')
@@ -58,6 +61,14 @@ def add_va_config(cfg):
     # temperature, gradient norm per VA module) to metrics.json; 0 = off.
     _C.MODEL.VA.STATS_PERIOD = 20
 
+    # ---------------------------------------------------------------- model: a widened stem from a 2D checkpoint
+    _C.MODEL.EARLY_FUSION = CN()
+    # How a stem that takes k 2.5D images (early fusion, k = BAG_SIZE; VA members, k = MEMBER_IMAGES) starts from
+    # a 2D checkpoint's 3-channel stem conv (MODEL.WEIGHTS): "centre" (on the target image's channels, zeros on the
+    # others; 3DCE's), "inflate" (repeated over the k images and divided by k; I3D's) or "random" (not loaded).
+    # See modeling/stem_init.py, also for FREEZE_AT.
+    _C.MODEL.EARLY_FUSION.STEM_INIT = "centre"
+
     # ---------------------------------------------------------------- model: semantic FPN head
     # Weight of the soft Dice term of MODEL.SEM_SEG_HEAD.NAME "DiceCESemSegFPNHead" (Dice + cross-entropy, nnU-Net's
     # default loss; 1.0 as there).
@@ -76,6 +87,9 @@ def add_va_config(cfg):
     _C.INPUT.CT.CONTEXT_SLICES = 7
 
     # ---------------------------------------------------------------- data loading
+    # Train on the first K cases (in the split's order) of each dataset of DATASETS.TRAIN: learning curves on limited
+    # 3D data. Evaluating a dataset of DATASETS.TRAIN (the collapse check) uses the same K cases. 0 = every case.
+    _C.DATASETS.TRAIN_FIRST_CASES = 0
     # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.
     _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
     # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so

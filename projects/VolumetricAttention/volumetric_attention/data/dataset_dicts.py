@@ -6,7 +6,7 @@ from detectron2.structures import BoxMode
 
 from .cache import CacheError, load_case, read_index
 
-__all__ = ["load_cached_dataset_dicts"]
+__all__ = ["load_cached_dataset_dicts", "first_cases"]
 
 
 def load_cached_dataset_dicts(cache_root, split: str, prepare_hint: str = "", target_slices_only: bool = False
@@ -56,3 +56,18 @@ def load_cached_dataset_dicts(cache_root, split: str, prepare_hint: str = "", ta
             dicts.append(record)
             image_id += 1
     return dicts
+
+
+def first_cases(dicts: List[dict], num_cases: int, dataset_name: str) -> List[dict]:
+    """The dicts of the first ``num_cases`` cases of ``dicts`` (cases in their order of first appearance, the split's
+    order), in their given order; every dict for ``num_cases`` 0.
+
+    Raises a one-line ValueError naming the dataset when it has fewer cases.
+    """
+    if num_cases <= 0:
+        return list(dicts)
+    order = list(dict.fromkeys(str(d["case_id"]) for d in dicts))
+    if len(order) < num_cases:
+        raise ValueError(f"DATASETS.TRAIN_FIRST_CASES {num_cases}: {dataset_name} has only {len(order)} cases")
+    kept = set(order[:num_cases])
+    return [d for d in dicts if str(d["case_id"]) in kept]

@@ -5,6 +5,7 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from ..modeling.stem_init import widen_checkpoint_stems
 from ..utils.atomic_io import atomic_open, write_text_atomic
 from ..utils.tensor_checkpoint import CheckpointLoadError, load_tensor_checkpoint
 
@@ -21,6 +22,8 @@ class VACheckpointer(DetectionCheckpointer):
       A file that needs more raises :class:`CheckpointLoadError`, one line naming the file and the refused object,
       whichever path loads it (``--eval-only``, ``MODEL.WEIGHTS`` for training, ``--resume``).
       (detectron2 model-zoo ``.pkl`` files keep detectron2's own loader.)
+    * A 2D checkpoint's stem conv is widened for the model's widened stems (early fusion, VA members of several
+      images) by their ``MODEL.EARLY_FUSION.STEM_INIT``, ``.pth`` and ``.pkl`` alike (``modeling/stem_init.py``).
     """
 
     def save(self, name, **kwargs):
@@ -42,6 +45,12 @@ class VACheckpointer(DetectionCheckpointer):
 
     def tag_last_checkpoint(self, last_filename_basename):
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+    def _load_file(self, f):
+        checkpoint = super()._load_file(f)
+        if isinstance(checkpoint.get("model"), dict):
+            widen_checkpoint_stems(self.model, checkpoint["model"], source=f)
+        return checkpoint
 
     def _torch_load(self, f):
         return load_tensor_checkpoint(f)

@@ -73,6 +73,22 @@ def build_training_sampler(cfg, items):
     return ResumableRepeatFactorTrainingSampler(lesion_share_repeat_factors(holds_lesion, share), seed=seed)
 
 
+def run_dataset_dicts(cfg, dataset_name):
+    """The dicts of ``dataset_name`` this run trains or evaluates on: all of them, or for a dataset of
+    ``DATASETS.TRAIN`` with ``DATASETS.TRAIN_FIRST_CASES`` K > 0 those of its first K cases (logged)."""
+    from ..data import first_cases
+
+    dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    k = int(cfg.DATASETS.TRAIN_FIRST_CASES)
+    if k <= 0 or dataset_name not in cfg.DATASETS.TRAIN:
+        return dicts
+    kept = first_cases(dicts, k, dataset_name)
+    cases = list(dict.fromkeys(str(d["case_id"]) for d in kept))
+    logger.info(f"DATASETS.TRAIN_FIRST_CASES {k}: {dataset_name} limited to {len(kept)} of {len(dicts)} slices, "
+                f"cases {', '.join(cases)}")
+    return kept
+
+
 def case_level_applies(cfg, dataset_name) -> bool:
     """Whether :meth:`VATrainer.test` evaluates ``dataset_name`` case by case: ``TEST.CT.CASE_LEVEL`` and a
     LiTS-style dataset (metadata ``evaluator_type`` "lits", whose dicts cover every slice of a case)."""
@@ -133,7 +149,7 @@ class VATrainer(DefaultTrainer):
 
         group_size = int(cfg.DATALOADER.SHARED_BAG_TARGETS)
         _check_group_size(cfg, group_size)
-        dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=False)
+        dicts = [d for name in cfg.DATASETS.TRAIN for d in run_dataset_dicts(cfg, name)]
         kept = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
         extra = {}
         if group_size == 1:
@@ -160,9 +176,13 @@ class VATrainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
+        """detectron2's test loader over :func:`run_dataset_dicts` (a dataset's first K cases where the run limits it)
+        with the project's mapper."""
         from ..data import VolumetricDatasetMapper
 
-        return build_detection_test_loader(cfg, dataset_name, mapper=VolumetricDatasetMapper(cfg, is_train=False))
+        return build_detection_test_loader(dataset=run_dataset_dicts(cfg, dataset_name),
+                                           mapper=VolumetricDatasetMapper(cfg, is_train=False),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
@@ -185,7 +205,7 @@ class VATrainer(DefaultTrainer):
         for idx, name in enumerate(cfg.DATASETS.TEST):
             evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
             if case_level_applies(cfg, name):
-                dicts = get_detection_dataset_dicts([name], filter_empty=False)
+                dicts = run_dataset_dicts(cfg, name)
                 mapper = VolumetricDatasetMapper(cfg, is_train=False)
                 results[name] = inference_on_cases(model, dicts, evaluator, mapper, cfg.TEST.CT.CASE_BATCH_SIZE)
             else:

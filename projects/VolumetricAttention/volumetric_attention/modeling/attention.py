@@ -49,7 +49,10 @@ from detectron2.layers import Conv2d
 
 from .slice_similarity import SliceSimilarity
 
-__all__ = ["VolumetricChannelAttention", "VolumetricSpatialAttention", "VolumetricAttention"]
+__all__ = ["VolumetricChannelAttention", "VolumetricSpatialAttention", "VolumetricAttention", "SLICE_WEIGHTS"]
+
+# The values of MODEL.VA.SLICE_WEIGHTS: the softmax over the bag (eq. 2, 3) or fixed 1/N.
+SLICE_WEIGHTS = ("attention", "uniform")
 
 # Default std of the last gate conv's weights at init: small, so the gate starts near sigmoid(bias), yet not zero,
 # so the layers before it receive gradients from the first step on.
@@ -70,6 +73,20 @@ def _check_shapes(target: torch.Tensor, bag: torch.Tensor) -> None:
 
 class _VolumetricGate(nn.Module):
     """A gate computed from the target and its bag, multiplied into the target (channel or spatial attention)."""
+
+    def _init_slice_weights(self, slice_weights: str, similarity: str) -> None:
+        if slice_weights not in SLICE_WEIGHTS:
+            raise ValueError(f"MODEL.VA.SLICE_WEIGHTS must be one of {', '.join(map(repr, SLICE_WEIGHTS))}; "
+                             f"got {slice_weights!r}")
+        # "uniform" has no similarity (and so no learned temperature to leave without a gradient)
+        self.similarity = SliceSimilarity(similarity) if slice_weights == "attention" else None
+
+    def slice_weights(self, target: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """``S_att`` ``[B, N]`` float32: the softmax over the bag of the similarities of ``embed(target)`` to the
+        bag's embeddings ``keys`` ``[B, N, D]``, or 1/N everywhere for ``slice_weights="uniform"``."""
+        if self.similarity is None:
+            return torch.full(keys.shape[:2], 1.0 / keys.shape[1], dtype=torch.float32, device=keys.device)
+        return self.similarity(self.embed(target).flatten(1), keys)
 
     def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):
         """
@@ -93,8 +110,8 @@ class VolumetricChannelAttention(_VolumetricGate):
     ``S_c = sigmoid(conv1x1(ReLU(S_att · F_emb(X_long))))`` ``[B, C, 1, 1]``, multiplied into the target map.
     """
 
-    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, similarity: str = "dot",
-                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True):
+    def __init__(self, channels: int, reduction: int = 16, gate_bias_init: float = 3.0, similarity: str = "cosine",
+                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True, slice_weights: str = "attention"):
         """
         Args:
             channels: C, channels of the target and bag feature maps.
@@ -102,6 +119,7 @@ class VolumetricChannelAttention(_VolumetricGate):
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             similarity: slice similarity of the C-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
             gate_relu: the ReLU before the gate conv (the paper's; module docstring).
+            slice_weights: "attention" (the softmax of eq. 2) or "uniform" (1/N, the control).
         """
         super().__init__()
         hidden = max(1, channels // reduction)
@@ -111,7 +129,7 @@ class VolumetricChannelAttention(_VolumetricGate):
         weight_init.c2_msra_fill(self.embed_reduce)
         weight_init.c2_xavier_fill(self.embed_expand)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
-        self.similarity = SliceSimilarity(similarity)
+        self._init_slice_weights(slice_weights, similarity)
         self.gate_relu = gate_relu
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,9 +148,8 @@ class VolumetricChannelAttention(_VolumetricGate):
         """
         _check_shapes(target, bag)
         b, n = bag.shape[:2]
-        query = self.embed(target)  # [B, C]
         keys = self.embed(bag.flatten(0, 1)).view(b, n, -1)  # [B, N, C]
-        weights = self.similarity(query, keys)  # float32
+        weights = self.slice_weights(target, keys)  # float32
         context = torch.einsum("bn,bnc->bc", weights.to(keys.dtype), keys)[:, :, None, None]
         gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
         return gate, weights, context
@@ -146,14 +163,15 @@ class VolumetricSpatialAttention(_VolumetricGate):
     ``S_s = sigmoid(conv_k×k(ReLU(S_att · F_emb(X_long))))`` ``[B, 1, H, W]``, multiplied into the target map.
     """
 
-    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, similarity: str = "dot",
-                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True):
+    def __init__(self, kernel_size: int = 7, gate_bias_init: float = 3.0, similarity: str = "cosine",
+                 gate_weight_std: float = GATE_WEIGHT_STD, gate_relu: bool = True, slice_weights: str = "attention"):
         """
         Args:
             kernel_size: k of both convs (odd; padding keeps H×W).
             gate_bias_init, gate_weight_std: bias and weight std of the gate's last conv at init (module docstring).
             similarity: slice similarity of the H·W-dim embeddings, "dot" (the paper's), "scaled" or "cosine".
             gate_relu: the ReLU before the gate conv (the paper's; module docstring).
+            slice_weights: "attention" (the softmax of eq. 3) or "uniform" (1/N, the control).
         """
         super().__init__()
         if kernel_size % 2 != 1:
@@ -163,7 +181,7 @@ class VolumetricSpatialAttention(_VolumetricGate):
         self.gate_conv = Conv2d(1, 1, kernel_size=kernel_size, padding=pad)
         weight_init.c2_msra_fill(self.embed_conv)
         _init_gate_conv(self.gate_conv, gate_bias_init, gate_weight_std)
-        self.similarity = SliceSimilarity(similarity)
+        self._init_slice_weights(slice_weights, similarity)
         self.gate_relu = gate_relu
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,9 +200,8 @@ class VolumetricSpatialAttention(_VolumetricGate):
         """
         _check_shapes(target, bag)
         b, n, _, h, w = bag.shape
-        query = self.embed(target).flatten(1)  # [B, H*W]
         keys = self.embed(bag.flatten(0, 1)).view(b, n, h * w)  # [B, N, H*W]
-        weights = self.similarity(query, keys)  # float32
+        weights = self.slice_weights(target, keys)  # float32
         context = torch.einsum("bn,bnp->bp", weights.to(keys.dtype), keys).view(b, 1, h, w)
         gate = torch.sigmoid(self.gate_conv(F.relu(context) if self.gate_relu else context))
         return gate, weights, context
@@ -212,6 +229,7 @@ class VolumetricAttention(nn.Module):
         gate_bag: bool = True,
         context_features: bool = False,
         gate_relu: bool = True,
+        slice_weights: str = "attention",
     ):
         """
         Args:
@@ -225,12 +243,14 @@ class VolumetricAttention(nn.Module):
             gate_bag: spatial attention sees the bag gated with the target's channel gate (see the module docstring).
             context_features: add a projection of the attention-weighted bag to the output (module docstring).
             gate_relu: the ReLU before each gate conv (the paper's; module docstring).
+            slice_weights: "attention" (the paper's softmax) or "uniform" (1/N in both attentions: the control
+                that tells whether attending over the bag does anything).
         """
         super().__init__()
         if not (channel or spatial):
             raise ValueError("VolumetricAttention needs channel or spatial attention (or both)")
         gate_kwargs = dict(gate_bias_init=gate_bias_init, gate_weight_std=gate_weight_std, similarity=similarity,
-                           gate_relu=gate_relu)
+                           gate_relu=gate_relu, slice_weights=slice_weights)
         self.channel = VolumetricChannelAttention(channels, reduction, **gate_kwargs) if channel else None
         self.spatial = VolumetricSpatialAttention(kernel_size, **gate_kwargs) if spatial else None
         self.gate_bag = gate_bag
@@ -258,6 +278,7 @@ class VolumetricAttention(nn.Module):
             "similarity": va.SIMILARITY,
             "context_features": va.CONTEXT_FEATURES,
             "gate_relu": va.GATE_RELU,
+            "slice_weights": va.SLICE_WEIGHTS,
         }
 
     def forward(self, target: torch.Tensor, bag: torch.Tensor, return_attention: bool = False):

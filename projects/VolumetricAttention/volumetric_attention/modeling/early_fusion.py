@@ -10,11 +10,10 @@ that reads FPN levels works on it: the semantic FPN head, Faster/Mask R-CNN's RP
 
 The backbone is detectron2's :class:`FPN`, so it has no per-image stage: volume inference runs it once per target.
 
-Loading a 2D checkpoint (a 2.5D model's, or ImageNet's): the parameter names are those of the 2.5D ResNet-FPN, so
-every key loads as it would into the 2.5D model except ``backbone.bottom_up.stem.conv1.weight``, whose
-``[C, 3, 7, 7]`` does not fit the widened ``[C, 3·N, 7, 7]``: detectron2's checkpointer skips it with a shape-mismatch
-warning (and so lists it among the missing keys) and the widened conv keeps its initialisation; the stem's norm
-loads. A 2.5D model's checkpoint leaves nothing else missing and nothing unexpected.
+Loading a 2D checkpoint (a 2.5D model's, COCO's or ImageNet's): the parameter names are those of the 2.5D
+ResNet-FPN, so every key loads as it would into the 2.5D model except ``backbone.bottom_up.stem.conv1.weight``,
+whose ``[C, 3, 7, 7]`` the project's checkpointer widens to ``[C, 3·N, 7, 7]`` by ``MODEL.EARLY_FUSION.STEM_INIT``
+(:mod:`.stem_init`: "centre" by default, "inflate" or "random"). The widened conv trains under any ``FREEZE_AT``.
 """
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN
@@ -22,6 +21,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
 from ..config import bag_size_from_cfg
 from .deformable import build_deformable_resnet_backbone
+from .stem_init import mark_widened_stem
 
 __all__ = ["build_early_fusion_resnet_fpn_backbone"]
 
@@ -34,6 +34,7 @@ def build_early_fusion_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
         raise ValueError(f"the early-fusion backbone needs {3 * n} input channels (3 x bag of {n}) but "
                          f"MODEL.PIXEL_MEAN has {input_shape.channels} values; build the config with get_va_cfg()")
     bottom_up = build_deformable_resnet_backbone(cfg, input_shape)
+    mark_widened_stem(bottom_up, n, cfg.MODEL.EARLY_FUSION.STEM_INIT)
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,

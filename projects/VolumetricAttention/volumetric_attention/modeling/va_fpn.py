@@ -15,7 +15,7 @@ N + M - 1 2.5D images and member k is images k .. k + M - 1 early-fused, ``[3·M
 3·M channels, so the target member sees the 3·M slices centred on the target, as the early-fusion baseline does, and
 VA adds the other members. Then ``extract_features`` takes ``[M', 3·M, H, W]`` member windows; volume inference runs
 the packed bags (no per-volume feature cache, which keys one 2.5D image per member); a 2D checkpoint loads as into
-the early-fusion backbone (the stem conv is skipped with a shape-mismatch warning); LOCATION must be "RPN".
+the early-fusion backbone (the stem conv widened by ``MODEL.EARLY_FUSION.STEM_INIT``); LOCATION must be "RPN".
 
 Outputs are exactly detectron2's FPN outputs (same keys, shapes, ``output_shape()``, size divisibility and padding
 constraints), so GeneralizedRCNN, RetinaNet, SemanticSegmentor, DefaultPredictor and the evaluators are unchanged.
@@ -41,6 +41,7 @@ from detectron2.utils.events import get_event_storage, has_event_storage
 from ..config import bag_members_from_cfg, bag_size_from_cfg
 from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
+from .stem_init import mark_widened_stem
 
 __all__ = ["VAFPN", "distinct_images", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone",
            "BAG_SUFFIX"]
@@ -261,6 +262,7 @@ def build_bag_fpn(cfg, input_shape: ShapeSpec, top_block_fn, va_factory) -> VAFP
     # The bottom-up network sees one member at a time: one 2.5D image as in the paper, so pretrained 3-channel conv1
     # weights fit, or MEMBER_IMAGES of them.
     bottom_up = build_deformable_resnet_backbone(cfg, ShapeSpec(channels=IMAGE_CHANNELS * m))
+    mark_widened_stem(bottom_up, m, cfg.MODEL.EARLY_FUSION.STEM_INIT)
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
     return VAFPN(
         bag_size=n,

@@ -3,10 +3,12 @@
 # 2D model fine-tuned on little 3D data. Does VA beat early fusion and 3DCE when every model starts from the same
 # 2.5D checkpoint, each the way its authors started it, and how does that change with the number of training cases?
 # Pretraining, the "+ DeepLesion" step of the paper's Table 2b: the study's 2.5D semantic FPN baseline (ResNet-18 +
-# GN, its 2000 iterations, seed 0) on the 15 training phantoms of the zcontext_liver profile (lesions of every size;
-# made when missing in $STUDY_PRETRAIN). The fine-tuning set is the zcontext_small profile (lesions of 15 mm or
-# less), which shares no case with it; every run is evaluated on its 5 held-out phantoms (phantom_val) and, the
-# collapse check, on its own training cases.
+# GN, its 2000 iterations, seed 0) on the 15 training phantoms of the zcontext_liver profile (lesions of every size)
+# made with --seed 1, in datasets/zcontext_liver_pretrain (made when missing, like the model in $STUDY_PRETRAIN).
+# The fine-tuning set is the zcontext_small profile (lesions of 15 mm or less) made with --seed 0: phantom k of
+# a seed has the anatomy of phantom k of any profile with that seed, so the other seed keeps every fine-tuning case
+# out of the pretraining. Every run is evaluated on the 5 held-out phantoms (phantom_val) and, the collapse check,
+# on its own training cases.
 # Columns, one schedule (1000 iterations, LR steps at 800 and 950) and $STUDY_SEEDS each:
 #   scratch_k3     from scratch on the first 3 training cases (DATASETS.TRAIN_FIRST_CASES 3);
 #   pretrained_k3  from the pretrained checkpoint (MODEL.WEIGHTS) on the first 3 training cases;
@@ -94,18 +96,18 @@ after_run() {
     done
 }
 
-make_phantoms() {  # PROFILE: the phantoms of tools/zcontext_study.sh, when missing
+make_phantoms() {  # FOLDER PROFILE SEED: 20 phantoms of PROFILE in datasets/FOLDER, when missing
     if [ ! -f "datasets/$1/cache/phantom/index.json" ]; then
-        VA_DATASETS=$PWD/datasets/$1 $PY tools/make_phantoms.py --num-cases 20 --profile "$1" \
+        VA_DATASETS=$PWD/datasets/$1 $PY tools/make_phantoms.py --num-cases 20 --profile "$2" --seed "$3" \
             --config-file "${C}_va_bag3.yaml"
     fi
 }
 
-make_phantoms zcontext_small
+make_phantoms zcontext_small zcontext_small 0
 if [[ $COLUMNS == *pretrained* ]] && [ ! -f "$PRETRAIN/model_final.pth" ]; then
-    make_phantoms zcontext_liver
-    echo "== pretraining: the 2.5D baseline on the zcontext_liver phantoms, in $PRETRAIN"
-    VA_DATASETS=$PWD/datasets/zcontext_liver $PY projects/VolumetricAttention/train_net.py \
+    make_phantoms zcontext_liver_pretrain zcontext_liver 1
+    echo "== pretraining: the 2.5D baseline on the zcontext_liver phantoms of seed 1, in $PRETRAIN"
+    VA_DATASETS=$PWD/datasets/zcontext_liver_pretrain $PY projects/VolumetricAttention/train_net.py \
         --config-file "${C}_baseline.yaml" --resume OUTPUT_DIR "$PRETRAIN" SEED 0
 fi
 export VA_DATASETS=$PWD/datasets/zcontext_small

@@ -49,7 +49,7 @@ def test_gate_shapes_ranges_and_slice_weights(n):
 def test_channel_attention_matches_eq2_by_hand():
     n, c = 3, 32
     target, bag = _inputs(n, b=1, c=c)
-    m = VolumetricChannelAttention(c, reduction=4)
+    m = VolumetricChannelAttention(c, reduction=4, similarity="dot")  # eq. 2's plain dot product
     _randomise_gates(m)
     out, (gate, weights) = m(target, bag, return_attention=True)
 
@@ -72,7 +72,7 @@ def test_channel_attention_matches_eq2_by_hand():
 def test_spatial_attention_matches_eq3_by_hand():
     n = 3
     target, bag = _inputs(n, b=1, c=8)
-    m = VolumetricSpatialAttention(kernel_size=3)
+    m = VolumetricSpatialAttention(kernel_size=3, similarity="dot")  # eq. 3's plain dot product
     _randomise_gates(m)
     out, (gate, weights) = m(target, bag, return_attention=True)
 
@@ -193,3 +193,37 @@ def test_defaults_are_the_configs_and_the_config_builds_the_module():
     from_default_cfg = VolumetricAttention.from_config(get_va_cfg(), 32)
     from_default_cfg.pop("channels")
     assert {k: defaults[k] for k in from_default_cfg} == from_default_cfg
+
+
+def test_uniform_slice_weights_are_one_over_n_in_both_attentions_by_hand():
+    """``slice_weights="uniform"`` (MODEL.VA.SLICE_WEIGHTS, the control): S_att = 1/N, so each gate reads the plain
+    mean of the bag's embeddings; no similarity (no temperature) is built."""
+    n, c = 5, 16
+    target, bag = _inputs(n, b=1, c=c)
+    va = VolumetricAttention(c, reduction=4, kernel_size=3, gate_bias_init=0.0, slice_weights="uniform")
+    _randomise_gates(va)
+    out, attn = va(target, bag, return_attention=True)
+    assert va.channel.similarity is None and va.spatial.similarity is None
+    for kind in ("channel", "spatial"):
+        torch.testing.assert_close(attn[f"{kind}_weights"], torch.full((1, n), 1.0 / n))
+    ch = va.channel
+    keys = ch.embed(bag[0])  # [N, C]
+    s_c = torch.sigmoid(ch.gate_conv(torch.relu(keys.mean(0))[None, :, None, None]))
+    torch.testing.assert_close(attn["channel_gate"], s_c)
+    gated_bag = bag * s_c[:, None]
+    sp = va.spatial
+    ctx = sp.embed(gated_bag[0]).mean(0, keepdim=True)  # [1, 1, H, W]
+    s_s = torch.sigmoid(sp.gate_conv(torch.relu(ctx)))
+    torch.testing.assert_close(out, target * s_c * s_s)
+    # the control: attention's weights are not uniform on the same input
+    _, attn = VolumetricAttention(c, reduction=4, kernel_size=3)(target, bag, return_attention=True)
+    assert not torch.allclose(attn["channel_weights"], torch.full((1, n), 1.0 / n))
+
+
+def test_slice_weights_come_from_the_config_and_unknown_values_stop():
+    from volumetric_attention import get_va_cfg
+
+    va = VolumetricAttention(get_va_cfg(opts=["MODEL.VA.SLICE_WEIGHTS", "uniform"]), 32)
+    assert va.channel.similarity is None and va.spatial.similarity is None
+    with pytest.raises(ValueError, match="SLICE_WEIGHTS must be one of 'attention', 'uniform'; got 'even'"):
+        VolumetricAttention(32, slice_weights="even")

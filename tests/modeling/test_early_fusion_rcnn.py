@@ -12,7 +12,6 @@ import volumetric_attention
 from volumetric_attention.data.deeplesion import prepare_deeplesion
 from volumetric_attention.data.phantom_deeplesion import write_deeplesion_phantoms
 from volumetric_attention.engine import VATrainer
-from volumetric_attention.engine.checkpoint import VACheckpointer
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "DeepLesion")
 EARLY_FUSION = os.path.join(CONFIG_DIR, "faster_rcnn_R_18_FPN_GN_early_fusion.yaml")
@@ -64,16 +63,3 @@ def test_trains_a_step_on_a_prepared_synthetic_deeplesion(tiny_cfg, tmp_path, mo
     assert all(torch.isfinite(torch.tensor(latest[k][0])) for k in ("loss_cls", "loss_box_reg", "loss_rpn_cls"))
     moved = (stem.detach() - before).abs().sum(dim=(0, 2, 3))
     assert moved.shape == (9,) and (moved > 0).all()
-
-
-def test_a_2d_checkpoint_loads_all_but_the_widened_stem(tiny_cfg, tmp_path):
-    baseline = build_model(tiny_cfg(BASELINE))
-    VACheckpointer(baseline, save_dir=str(tmp_path)).save("baseline")
-    model = build_model(tiny_cfg(EARLY_FUSION))
-    init_stem = model.state_dict()[STEM].clone()
-    VACheckpointer(model).load(str(tmp_path / "baseline.pth"), checkpointables=[])
-    loaded, source = model.state_dict(), baseline.state_dict()
-    for name in loaded:
-        if name != STEM:
-            assert torch.equal(loaded[name], source[name]), name
-    assert torch.equal(loaded[STEM], init_stem)  # skipped: [C, 3, 7, 7] does not fit [C, 9, 7, 7]

@@ -26,10 +26,10 @@ before each reading):
     --slices x --size x --size, detectron2's per-slice path against case-level (TEST.CT.CASE_LEVEL), for the
     baseline and VA N = 3 and N = 9 (the best of --repeats round-robin passes)
   * phantoms: seconds to make one phantom of each profile at its default size (one core)
-  * study_rows: seconds per training iteration, the batch's loading included, of each row of the small-lesion
-    study with its own config (batch 4, 128 px, 4 zcontext_small phantoms), each in a fresh process, as a ratio
-    to early fusion: the iterations of early fusion's equal-time row
-    (configs/Phantom/zcontext_liver_semantic_R_18_FPN_GN_early_fusion_equal_time.yaml)
+  * study_rows: seconds per training iteration, the batch's loading included, of each row of the small-lesion and
+    pretrained studies with its own config (batch 4, 128 px, 4 zcontext_small phantoms), each in a fresh process,
+    as a ratio to early fusion: the iterations of early fusion's equal-time row (tools/zcontext_study.sh), and VA
+    + context features with CONTEXT_GRAD False against the full row
 Except in study_rows, all models are the CPU-sized phantom Mask R-CNN (ResNet-18, GN) with random weights; every
 model is made to return the same number of detections, so the heads cost the same and the difference is the backbone
 and VA.
@@ -385,33 +385,40 @@ def bench_phantoms(args):
              "s_per_phantom": t / len(seeds)} for p, t in zip(profiles, best)]
 
 
-# study_rows: the small-lesion study's rows (tools/zcontext_study.sh) and their configs
-STUDY_ROWS = {name: os.path.join(CONFIGS, "Phantom", f"zcontext_small_semantic_R_18_FPN_GN_{suffix}.yaml")
-              for name, suffix in (("baseline", "baseline"), ("early_fusion", "early_fusion"),
-                                   ("threedce", "3dce_bag3"), ("va", "va_bag3"),
-                                   ("va_context_features", "va_context_bag3"))}
+# study_rows: the rows of the small-lesion and pretrained studies (tools/zcontext_study.sh, tools/pretrained_study.sh):
+# name -> (config, overrides); va_context_no_grad is what a user with a bag of 9 at 1024 px can afford
+_ROW = os.path.join(CONFIGS, "Phantom", "zcontext_liver_semantic_R_18_FPN_GN_{}.yaml").format
+STUDY_ROWS = {
+    "baseline": (_ROW("baseline"), []),
+    "early_fusion": (_ROW("early_fusion"), []),
+    "threedce": (_ROW("3dce_bag3"), []),
+    "va": (_ROW("va_bag3"), []),
+    "va_context_features": (_ROW("va_context_bag3"), []),
+    "va_context_no_grad": (_ROW("va_context_bag3"), ["MODEL.VA.CONTEXT_GRAD", "False"]),
+}
 
 
-def _study_row_worker(args, config_file, root, queue):
+def _study_row_worker(args, row, root, queue):
     """One study row's training iterations in a fresh process: the result goes to ``queue``."""
     from volumetric_attention.utils.cli import load_config
 
     os.environ["VA_DATASETS"] = root
     cli.setup_cli(args.threads, log_threads=False)
-    cfg = load_config(config_file, ["MODEL.DEVICE", args.device, "OUTPUT_DIR", os.path.join(root, "out")])
+    config_file, opts = STUDY_ROWS[row]
+    cfg = load_config(config_file, opts + ["MODEL.DEVICE", args.device, "OUTPUT_DIR", os.path.join(root, "out")])
     queue.put(timed_training(cfg, warmup_iters=3, timed_iters=args.train_iters))
 
 
 def bench_study_rows(args, root):
     from volumetric_attention.utils.cli import load_config
 
-    cfg = load_config(STUDY_ROWS["baseline"], [])
+    cfg = load_config(STUDY_ROWS["baseline"][0], [])
     prepared_phantoms(os.path.join(root, "phantom"), os.path.join(root, "cache", "phantom"), 4, seed=0,
                       hu_window=cfg.INPUT.CT.HU_WINDOW, slice_spacing=cfg.INPUT.CT.SLICE_SPACING,
                       profile="zcontext_small")
     rows = []
-    for name, config_file in STUDY_ROWS.items():
-        result = in_fresh_process(_study_row_worker, f"study_rows benchmark of {name}", args, config_file, root)
+    for name in STUDY_ROWS:
+        result = in_fresh_process(_study_row_worker, f"study_rows benchmark of {name}", args, name, root)
         rows.append({"row": name, "s_per_iter": result["s_per_iter_with_data"],
                      "peak_memory_mb": result["peak_memory_mb"]})
     early_fusion = next(row["s_per_iter"] for row in rows if row["row"] == "early_fusion")

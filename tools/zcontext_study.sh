@@ -10,7 +10,7 @@
 # print the table (mean ± std over seeds).
 # Rows: the 2.5D baseline; early fusion (the 9 slices VA sees as 9 input channels), also trained for the wall-clock
 # time of VA + context features (early_fusion_equal_time: 3500 iterations, measured by tools/benchmark.py --only
-# study_rows; its config says how); VA with the cosine slice similarity;
+# study_rows; OPTS below says how); VA with the cosine slice similarity;
 # VA + context features (the project's recommended from-scratch VA); 3DCE late fusion (threedce). Further rows of
 # the zcontext_liver study: baseline_ce (cross-entropy only), va_dot (the paper's dot product), va_no_context_grad,
 # va_shared (4 targets per batch share their bags), va_no_gate_relu; and va_context_members3 (VA + context
@@ -34,17 +34,21 @@ export VA_DATASETS=${STUDY_DATASETS:-$PWD/datasets/$PROFILE}
 export OMP_NUM_THREADS=${STUDY_THREADS:-2}
 OUT=${STUDY_OUT:-$PWD/output/$PROFILE}
 SEEDS=${STUDY_SEEDS:-"0 1 2"}
-C=projects/VolumetricAttention/configs/Phantom/${PROFILE}_semantic_R_18_FPN_GN
+# both profiles train the same models: the zcontext_liver configs
+C=projects/VolumetricAttention/configs/Phantom/zcontext_liver_semantic_R_18_FPN_GN
 VA_CONFIG=${C}_va_bag3.yaml
-[ -f "$VA_CONFIG" ] || { echo "zcontext_study.sh: no configs for STUDY_PROFILE $PROFILE ($VA_CONFIG)" >&2; exit 2; }
+case $PROFILE in
+    zcontext_liver|zcontext_small) ;;
+    *) echo "zcontext_study.sh: STUDY_PROFILE must be zcontext_liver or zcontext_small, got $PROFILE" >&2; exit 2 ;;
+esac
 declare -A CONFIG=(
     [baseline]=${C}_baseline.yaml
     [baseline_ce]=${C}_baseline.yaml
     [early_fusion]=${C}_early_fusion.yaml
-    [early_fusion_equal_time]=${C}_early_fusion_equal_time.yaml
+    [early_fusion_equal_time]=${C}_early_fusion.yaml
     [early_fusion_15]=${C}_early_fusion.yaml
     [va_context_features]=${C}_va_context_bag3.yaml
-    [va_context_members3]=${C}_va_context_bag3_members3.yaml
+    [va_context_members3]=${C}_va_context_bag3.yaml
     [va_context_bag5]=${C}_va_context_bag3.yaml
     [threedce]=${C}_3dce_bag3.yaml
 )
@@ -58,6 +62,14 @@ declare -A OPTS=(
     [va_no_gate_relu]="MODEL.VA.GATE_RELU False"
     [early_fusion_15]="MODEL.VA.BAG_SIZE 5"
     [va_context_bag5]="MODEL.VA.BAG_SIZE 5"
+    # early fusion for VA + context features' wall-clock time of 2000 iterations: `tools/benchmark.py --threads 1
+    # --only study_rows --train-iters 40` measured, side by side on one CPU core (batch 4, 128 px, loading
+    # included), VA + context features at 1.76x early fusion's seconds per iteration, so 3500 iterations, the LR
+    # steps at the same fractions (0.8, 0.95); on another device, measure the ratio there with the same command
+    [early_fusion_equal_time]="SOLVER.MAX_ITER 3500 SOLVER.STEPS (2800,3325)"
+    # members of 3 early-fused 2.5D images: the target member sees early fusion's 9 slices, VA adds the members
+    # 3 slices above and below (15 slices in all)
+    [va_context_members3]="MODEL.VA.MEMBER_IMAGES 3"
 )
 declare -A LABEL=(
     [baseline]="baseline (2.5D, 3 slices)"

@@ -13,12 +13,13 @@ from volumetric_attention.data.bag import make_bag_array
 from volumetric_attention.inference.case_loop import CaseLoop
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom")
-VA_CONTEXT = os.path.join(CONFIG_DIR, "zcontext_small_semantic_R_18_FPN_GN_va_context_bag3.yaml")
-MEMBERS = os.path.join(CONFIG_DIR, "zcontext_small_semantic_R_18_FPN_GN_va_context_bag3_members3.yaml")
+VA_CONTEXT = os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml")
+# the study row va_context_members3: members of 3 early-fused 2.5D images
+MEMBERS = ["MODEL.VA.MEMBER_IMAGES", 3]
 
 
 def test_members_of_3_images_load_5_images_through_a_9_channel_stem(tiny_cfg):
-    cfg = tiny_cfg(MEMBERS)
+    cfg = tiny_cfg(VA_CONTEXT, MEMBERS)
     assert (cfg.MODEL.VA.BAG_SIZE, cfg.MODEL.VA.MEMBER_IMAGES) == (3, 3)
     # the mapper's bag: 3 members of 3 images, each one image from the next, 5 images, 15 slices
     assert bag_size_from_cfg(cfg) == 5 and len(cfg.MODEL.PIXEL_MEAN) == 15
@@ -29,7 +30,7 @@ def test_members_of_3_images_load_5_images_through_a_9_channel_stem(tiny_cfg):
 
 
 def test_each_member_is_its_window_of_images_through_the_shared_backbone(tiny_cfg):
-    model = build_model(tiny_cfg(MEMBERS)).eval()
+    model = build_model(tiny_cfg(VA_CONTEXT, MEMBERS)).eval()
     # the context projection starts at zero: give it weights, so the other members reach the output
     for module in model.backbone.va.values():
         torch.nn.init.normal_(module.context_proj.weight, std=0.1)
@@ -51,7 +52,7 @@ def test_each_member_is_its_window_of_images_through_the_shared_backbone(tiny_cf
 
 
 def test_training_step_and_volume_inference_without_the_feature_cache(tiny_cfg):
-    cfg = tiny_cfg(MEMBERS)
+    cfg = tiny_cfg(VA_CONTEXT, MEMBERS)
     model = build_model(cfg)
     image = torch.rand(15, 64, 64) * 255
     sem_seg = torch.zeros(64, 64, dtype=torch.int64)
@@ -99,7 +100,7 @@ def test_a_paper_va_checkpoint_loads_whole_with_its_stem_on_the_centre_image(tmp
 
     paper = build_model(tiny_cfg(VA_CONTEXT))
     VACheckpointer(paper, save_dir=str(tmp_path)).save("va")
-    model = build_model(tiny_cfg(MEMBERS))
+    model = build_model(tiny_cfg(VA_CONTEXT, MEMBERS))
     VACheckpointer(model).load(str(tmp_path / "va.pth"), checkpointables=[])
     stem = "backbone.bottom_up.stem.conv1.weight"
     state = model.state_dict()

@@ -157,11 +157,12 @@ def test_equal_time_row_trains_its_own_longer_schedule(tmp_path, profile):
     Path(env["STUDY_DATASETS"], study["index"]).write_text("{}")
     status, _, stderr, calls = _run(root, "zcontext_study.sh", env)
     trained = [c for c in calls if "--resume" in c]
-    config = f"{CONFIGS}/Phantom/{profile}_semantic_R_18_FPN_GN_early_fusion_equal_time.yaml"
+    config = f"{CONFIGS}/Phantom/zcontext_liver_semantic_R_18_FPN_GN_early_fusion.yaml"  # both profiles' models
     assert status == 0, stderr
-    assert len(trained) == 1 and trained[0][2] == config and "SOLVER.MAX_ITER" not in trained[0]
-    # the config: early fusion, longer, with the LR steps at the same fractions of the schedule
-    equal, base = (get_va_cfg(str(ROOT / c)) for c in (config, config.replace("_equal_time", "")))
+    assert len(trained) == 1 and trained[0][2] == config
+    # the run: early fusion, longer, with the LR steps at the same fractions of the schedule
+    opts = trained[0][trained[0].index("--resume") + 1:]
+    equal, base = get_va_cfg(str(ROOT / config), opts), get_va_cfg(str(ROOT / config))
     assert equal.MODEL.BACKBONE.NAME == base.MODEL.BACKBONE.NAME == "build_early_fusion_resnet_fpn_backbone"
     assert equal.SOLVER.MAX_ITER > base.SOLVER.MAX_ITER
     assert [s / equal.SOLVER.MAX_ITER for s in equal.SOLVER.STEPS] == pytest.approx(

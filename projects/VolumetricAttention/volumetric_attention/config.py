@@ -90,8 +90,6 @@ def add_va_config(cfg):
     # Train on the first K cases (in the split's order) of each dataset of DATASETS.TRAIN: learning curves on limited
     # 3D data. Evaluating a dataset of DATASETS.TRAIN (the collapse check) uses the same K cases. 0 = every case.
     _C.DATASETS.TRAIN_FIRST_CASES = 0
-    # Fraction of training slices without any liver or lesion that is kept (deterministic by slice); 1.0 keeps all.
-    _C.DATALOADER.NEGATIVE_SLICE_FRACTION = 1.0
     # Target slices per group: G consecutive targets of one case, 3 slices apart, loaded with one shared augmentation so
     # that their overlapping bags share backbone passes; 1 = independent sampling; SOLVER.IMS_PER_BATCH must be
     # divisible by it.

@@ -24,13 +24,12 @@ def make_slice_groups(dataset_dicts: List[dict], kept_dicts: List[dict], group_s
     so the kept target stays a member but is no longer the first one. Only slices that have a dict in
     ``dataset_dicts`` become members: a case with fewer than step·(G-1) + 1 slices, or a dataset whose dicts are
     sparse key slices (DeepLesion: usually one per case), gives shorter groups, down to the kept target alone.
-    Members other than the kept target come from ``dataset_dicts`` as they are, so they may be slices that
-    :func:`~.sampling.filter_negative_slices` left out: the negative-slice fraction applies to the kept targets.
+    Members other than the kept target come from ``dataset_dicts`` as they are, so they may be slices that are not
+    among ``kept_dicts``.
 
     Args:
         dataset_dicts: every dataset dict (case_id, slice_index, ...) the members are drawn from.
-        kept_dicts: the targets to sample, e.g. ``filter_negative_slices(dataset_dicts, fraction)``; each must be
-            in ``dataset_dicts`` (same case_id and slice_index).
+        kept_dicts: the targets to sample; each must be in ``dataset_dicts`` (same case_id and slice_index).
         group_size: G >= 1 (1 gives one single-dict group per kept target).
         step: slice distance between members; 3, the bag's distance between adjacent 2.5D images.
     Returns:

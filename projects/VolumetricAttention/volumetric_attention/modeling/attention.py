@@ -16,11 +16,9 @@ Choices the paper leaves open, and what this module does:
   from the first step. The price is a smaller sigmoid slope (0.045 instead of 0.25 at a zero bias): the gates
   learn slower at first. A bias of 0 reproduces the plain sigmoid gate of the paper's figure 3. Gates always
   lie in (0, 1).
-* **Slice similarity.** Eq. 2 and eq. 3 take the softmax of plain dot products, which grow with C or H·W,
-  overflow float16 and saturate to one slice at the paper's map sizes. ``similarity`` picks the paper's ``"dot"``,
-  ``"scaled"`` or a bounded ``"cosine"`` with a learned temperature (:class:`VolumetricAttention`'s default, as
-  ``MODEL.VA.SIMILARITY``'s); the logits and softmax are always float32
-  (see ``slice_similarity.py``). Each module returns its input's dtype, under autocast too.
+* **Slice similarity.** ``similarity`` picks the paper's ``"dot"``, ``"scaled"`` or ``"cosine"`` (the default of
+  every module, as ``MODEL.VA.SIMILARITY``'s; why: ``slice_similarity.py``), always in float32. Each module returns
+  its input's dtype, under autocast too.
 * **Context features (beyond the paper).** VA as published only gates the target's map, so no feature of a
   neighbouring image reaches the heads. ``context_features=True`` (``MODEL.VA.CONTEXT_FEATURES``) adds, after the
   gates, a learned 1x1 projection of the attention-weighted bag, ``out = gated target + W · Σ_n S_att[n] · bag[n]``,

@@ -19,9 +19,8 @@ Modes (``MODEL.VA.SIMILARITY``):
 * ``"cosine"`` -- ``tau · cos(q, k)``, cosine similarity times a learned temperature ``tau = exp(log_tau)`` that
   starts at ``COSINE_INIT_TEMPERATURE`` and is clamped to ``COSINE_MAX_TEMPERATURE``. The logits are bounded by
   ``tau`` whatever H, W or C, so the weights neither overflow nor saturate with the map size, and the model learns
-  how sharp its slice attention should be. This is why ``"cosine"`` is ``add_va_config``'s default and the mode of
-  ``Base-VA-RCNN-FPN.yaml``, hence of every LiTS, DeepLesion and Phantom config (the earlier z-context study's
-  ``Phantom/zcontext_semantic_*`` configs keep ``"scaled"``, the mode their figures were measured with).
+  how sharp its slice attention should be. This is why ``"cosine"`` is ``add_va_config``'s default, hence of every
+  LiTS, DeepLesion and Phantom config.
 
 Only ``"cosine"`` has a parameter (``log_tau``): a checkpoint trained with ``"dot"`` or ``"scaled"`` has none, so
 evaluate it with the ``SIMILARITY`` it was trained with.

@@ -114,6 +114,22 @@ def thesis(record, cells):
     return lines
 
 
+def curves(record, cells):
+    """The plot's lines: (row, label, pretrained, [(training cases, mean, std), ...]) for each row and start that
+    has a cell."""
+    lines = []
+    for row, label in ROWS:
+        for pretrained in (False, True):
+            points = []
+            for column, k, pre in COLUMNS:
+                mean, std, _ = summary(record, cells, column, row) if pre == pretrained else (None, None, 0)
+                if mean is not None:
+                    points.append((k, mean, std))
+            if points:
+                lines.append((row, label, pretrained, points))
+    return lines
+
+
 def plot(record, cells, path):
     """Tumour Dice per case (mean ± std over seeds) against training cases; pretrained solid, scratch dashed."""
     import matplotlib
@@ -125,21 +141,11 @@ def plot(record, cells, path):
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colours = dict(zip([r for r, _ in ROWS], plt.get_cmap("tab10").colors))
-    for row, label in ROWS:
-        for pretrained in (False, True):
-            points = []
-            for column, k, pre in COLUMNS:
-                if pre != pretrained:
-                    continue
-                mean, std, _ = summary(record, cells, column, row)
-                if mean is not None:
-                    points.append((k, mean, std))
-            if not points:
-                continue
-            ks, means, stds = zip(*points)
-            ax.errorbar(ks, means, yerr=stds, color=colours[row], linestyle="-" if pretrained else "--",
-                        marker="o" if pretrained else "s", capsize=3,
-                        label=f"{label}, {'pretrained' if pretrained else 'scratch'}")
+    for row, label, pretrained, points in curves(record, cells):
+        ks, means, stds = zip(*points)
+        ax.errorbar(ks, means, yerr=stds, color=colours[row], linestyle="-" if pretrained else "--",
+                    marker="o" if pretrained else "s", capsize=3,
+                    label=f"{label}, {'pretrained' if pretrained else 'scratch'}")
     ax.set_xlabel("training cases")
     ax.set_ylabel("tumour Dice per case (held-out cases)")
     ax.set_xticks([3, 15])

@@ -1,7 +1,8 @@
 """Plots of evaluation results (matplotlib, Agg canvas, PNG written atomically).
 
 Both functions take one or more result dicts (the evaluators' summary JSON, see ``results_io.load_results``) so that
-a baseline and a VA model can be drawn on one figure.
+a baseline and a VA model can be drawn on one figure. ``froc_figure`` and ``dice_per_case_figure`` return the
+figures that ``plot_froc`` and ``plot_dice_per_case`` write.
 """
 import io
 
@@ -12,7 +13,7 @@ from matplotlib.figure import Figure
 from .froc import AVG_FPS
 from .results_io import atomic_write_bytes
 
-__all__ = ["plot_froc", "plot_dice_per_case"]
+__all__ = ["plot_froc", "plot_dice_per_case", "froc_figure", "dice_per_case_figure"]
 
 
 def _labels(results, labels):
@@ -43,7 +44,15 @@ def plot_froc(results, labels, path):
     Args:
         results: list of result dicts with ``curve`` and ``metrics``; labels: names for the legend (or None).
         path: the PNG to write.
+    Returns:
+        ``path``.
     """
+    return _save(froc_figure(results, labels), path)
+
+
+def froc_figure(results, labels):
+    """The :class:`Figure` that :func:`plot_froc` writes: one Axes, per result a step curve labelled
+    ``"<label> (avg <sens_avg>)"`` and its ``sens@<fp>`` metrics as points, in the result's colour."""
     labels = _labels(results, labels)
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot(1, 1, 1)
@@ -68,7 +77,7 @@ def plot_froc(results, labels, path):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower right")
     ax.set_title("FROC")
-    return _save(fig, path)
+    return fig
 
 
 def plot_dice_per_case(results, labels, path):
@@ -77,7 +86,15 @@ def plot_dice_per_case(results, labels, path):
     Args:
         results: list of LiTS result dicts with ``per_case``; labels: names for the legend (or None).
         path: the PNG to write.
+    Returns:
+        ``path``.
     """
+    return _save(dice_per_case_figure(results, labels), path)
+
+
+def dice_per_case_figure(results, labels):
+    """The :class:`Figure` that :func:`plot_dice_per_case` writes: Axes "tumour" and "liver", per result (x = 1, 2,
+    ..., tick labels ``labels``) a box, the cases as points and their mean as a dashed line."""
     labels = _labels(results, labels)
     fig = Figure(figsize=(4 + 2 * len(results), 4.5))
     rng = np.random.default_rng(0)  # fixed jitter: the same results give the same picture
@@ -97,4 +114,4 @@ def plot_dice_per_case(results, labels, path):
         ax.set_title(f"{title} (dashed: mean)")
         ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

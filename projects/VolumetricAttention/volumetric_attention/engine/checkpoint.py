@@ -3,16 +3,18 @@ import glob
 import os
 
 import torch
+
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..modeling.stem_init import widen_checkpoint_stems
 from ..utils.atomic_io import atomic_open, write_text_atomic
+from ..utils.detectron2_private import CheckpointFileReading
 from ..utils.tensor_checkpoint import CheckpointLoadError, load_tensor_checkpoint
 
 __all__ = ["VACheckpointer", "CheckpointLoadError"]
 
 
-class VACheckpointer(DetectionCheckpointer):
+class VACheckpointer(CheckpointFileReading, DetectionCheckpointer):
     """``DetectionCheckpointer`` with two guarantees that long cluster jobs need.
 
     * Saving is atomic: the checkpoint and the ``last_checkpoint`` tag are written to a temporary file in the same
@@ -46,12 +48,14 @@ class VACheckpointer(DetectionCheckpointer):
     def tag_last_checkpoint(self, last_filename_basename):
         write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
-    def _load_file(self, f):
-        checkpoint = super()._load_file(f)
+    def read_checkpoint_file(self, f):
+        """detectron2's reading of any checkpoint file, with the 2D stems widened for the model."""
+        checkpoint = super().read_checkpoint_file(f)
         if isinstance(checkpoint.get("model"), dict):
             widen_checkpoint_stems(self.model, checkpoint["model"], source=f)
         return checkpoint
 
-    def _torch_load(self, f):
+    def read_torch_file(self, f):
+        """Tensors only (``weights_only=True``), or a one-line :class:`CheckpointLoadError`."""
         return load_tensor_checkpoint(f)
 

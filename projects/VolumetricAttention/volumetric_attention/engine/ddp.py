@@ -6,10 +6,13 @@ import sys
 import tempfile
 
 import torch.distributed as dist
-from detectron2.engine import defaults
+from torch.multiprocessing import ProcessExitedException
+
+from detectron2.engine import create_ddp_model as _d2_create_ddp_model
 from detectron2.engine import launch as _d2_launch
 from detectron2.utils import comm
-from torch.multiprocessing import ProcessExitedException
+
+from ..utils.detectron2_private import forget_process_groups
 
 __all__ = ["create_ddp_model", "launch"]
 
@@ -23,9 +26,6 @@ def create_ddp_model(model, **kwargs):
         if next(model.parameters()).device.type == "cpu":
             kwargs["device_ids"] = None
     return _d2_create_ddp_model(model, **kwargs)
-
-
-_d2_create_ddp_model = defaults.create_ddp_model
 
 
 def launch(main_func, num_gpus_per_machine, num_machines=1, machine_rank=0, dist_url=None, args=()):
@@ -76,8 +76,7 @@ def _shut_down():
     work was done with SIGABRT ("terminate called without an active exception")."""
     comm.synchronize()
     dist.destroy_process_group()
-    comm._LOCAL_PROCESS_GROUP = None
-    comm._get_global_gloo_group.cache_clear()
+    forget_process_groups()  # detectron2 has no public way to drop its references to the destroyed groups
     gc.collect()
 
 

@@ -7,11 +7,17 @@ from collections import OrderedDict
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import get_detection_dataset_dicts
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
-from detectron2.evaluation import (COCOEvaluator, DatasetEvaluator, DatasetEvaluators, inference_on_dataset,
-                                   print_csv_format)
+from detectron2.evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    inference_on_dataset,
+    print_csv_format,
+)
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ..utils.detectron2_private import set_training_loop
 from .checkpoint import VACheckpointer
 from .ddp import create_ddp_model
 from .va_stats_hook import VAStatsHook
@@ -53,8 +59,8 @@ def build_training_sampler(cfg, items):
     otherwise detectron2's ``TrainingSampler``. Both continue where an interrupted run stopped. Returns None for
     another ``DATALOADER.SAMPLER_TRAIN``, which detectron2 builds (and restarts on resume).
     """
-    from ..data.sampling import has_category, lesion_share_repeat_factors
     from ..data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
+    from ..data.sampling import has_category, lesion_share_repeat_factors
 
     share = float(cfg.DATALOADER.LESION_SLICE_SHARE)
     if not 0.0 <= share <= 1.0:
@@ -105,9 +111,17 @@ class VATrainer(DefaultTrainer):
     checkpointer_class = VACheckpointer
 
     def __init__(self, cfg):
-        """detectron2's ``DefaultTrainer.__init__`` step for step, except for two pieces that it hard-codes: the
-        CPU-aware :func:`create_ddp_model` (detectron2's hands ``device_ids`` to DDP even for CPU processes), and the
-        checkpointer, a ``checkpointer_class``, which detectron2's PeriodicCheckpointer hook then saves with."""
+        """What ``DefaultTrainer.__init__`` does, in its order, with the two pieces it hard-codes replaced: the DDP
+        wrapper is the CPU-aware :func:`create_ddp_model` (detectron2's hands ``device_ids`` to DDP even for CPU
+        processes, which DDP rejects), and the checkpointer is a ``checkpointer_class``, which detectron2's
+        PeriodicCheckpointer hook (:meth:`build_hooks`) then saves with.
+
+        ``DefaultTrainer.__init__`` has no parameter or hook for either, and calling it fails with more than one CPU
+        process before anything could be replaced, so it is overridden, as ``DefaultTrainer``'s docstring advises
+        where its assumptions do not hold. The one private name this needs (where ``DefaultTrainer`` keeps its loop)
+        is set through :func:`set_training_loop`; ``tests/utils/test_detectron2_private.py`` checks that this builds
+        every attribute that detectron2's builds.
+        """
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):  # setup_logger is not called for d2
             setup_logger()
@@ -117,7 +131,8 @@ class VATrainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = create_ddp_model(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        loop = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        set_training_loop(self, loop)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = self.checkpointer_class(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -144,18 +159,16 @@ class VATrainer(DefaultTrainer):
         The loader's ``items_per_batch`` is the number of sampled items (dicts or groups) per iteration, over all
         processes, and ``resumable_sampler`` the sampler that :meth:`resume_or_load` moves forward.
         """
-        from ..data import SliceGroupMapper, VolumetricDatasetMapper, filter_negative_slices, flatten_groups
-        from ..data import make_slice_groups
+        from ..data import SliceGroupMapper, VolumetricDatasetMapper, flatten_groups, make_slice_groups
 
         group_size = int(cfg.DATALOADER.SHARED_BAG_TARGETS)
         _check_group_size(cfg, group_size)
         dicts = [d for name in cfg.DATASETS.TRAIN for d in run_dataset_dicts(cfg, name)]
-        kept = filter_negative_slices(dicts, cfg.DATALOADER.NEGATIVE_SLICE_FRACTION)
         extra = {}
         if group_size == 1:
-            dataset, mapper = kept, VolumetricDatasetMapper(cfg, is_train=True)
+            dataset, mapper = dicts, VolumetricDatasetMapper(cfg, is_train=True)
         else:
-            dataset, mapper = make_slice_groups(dicts, kept, group_size), SliceGroupMapper(cfg, is_train=True)
+            dataset, mapper = make_slice_groups(dicts, dicts, group_size), SliceGroupMapper(cfg, is_train=True)
             extra = {"aspect_ratio_grouping": False, "collate_fn": flatten_groups}
         sampler = build_training_sampler(cfg, dataset)
         items_per_batch = cfg.SOLVER.IMS_PER_BATCH // group_size

@@ -5,8 +5,10 @@ the ``KEY VALUE`` overrides, whose errors end the process with one line.
 A one-line error ends the process as ``SystemExit("error: ...")``: Python prints the line to stderr and exits with
 status 1, and :func:`~volumetric_attention.engine.launch` hands a worker's line to the parent process.
 """
+import os
 from typing import Optional, Sequence
 
+from .atomic_io import write_text_atomic
 from .colour import disable_colour_unless_terminal
 from .logger import setup_console_logging, setup_project_logger
 from .overrides import config_overrides
@@ -62,15 +64,39 @@ def config_from_args(args):
 
 
 def default_setup(cfg, args):
-    """detectron2's ``default_setup`` (its loggers, ``log.txt``, config dump, seed), plus the project's logger.
+    """detectron2's ``default_setup``, step by step with its public pieces, plus the project's logger: detectron2's
+    and fvcore's loggers with ``log.txt``, the rank, environment, command line, config file and full config in the
+    log, ``OUTPUT_DIR/config.yaml`` (written atomically), the seed and ``CUDNN_BENCHMARK``.
 
-    The config is dumped without pygments' escape codes: the same record goes to ``log.txt``, never a terminal.
+    Not detectron2's function itself: it colours both configs with pygments' terminal escape codes whatever the
+    handler writes to, and the same record goes to ``log.txt``; here they are logged as plain text.
     """
-    from unittest import mock
+    import torch
 
-    from detectron2.engine import defaults
     from detectron2.utils import comm
+    from detectron2.utils.collect_env import collect_env_info
+    from detectron2.utils.env import seed_all_rng
+    from detectron2.utils.file_io import PathManager
+    from detectron2.utils.logger import setup_logger
 
-    with mock.patch.object(defaults, "_highlight", lambda code, filename: code):
-        defaults.default_setup(cfg, args)
-    return setup_project_logger(cfg.OUTPUT_DIR, comm.get_rank())
+    output_dir, rank = cfg.OUTPUT_DIR, comm.get_rank()
+    if comm.is_main_process() and output_dir:
+        PathManager.mkdirs(output_dir)
+    setup_logger(output_dir, distributed_rank=rank, name="fvcore")
+    logger = setup_logger(output_dir, distributed_rank=rank)
+    logger.info(f"Rank of current process: {rank}. World size: {comm.get_world_size()}")
+    logger.info("Environment info:\n" + collect_env_info())
+    logger.info(f"Command line arguments: {args}")
+    config_file = getattr(args, "config_file", "")
+    if config_file:
+        with PathManager.open(config_file, "r") as f:
+            logger.info(f"Contents of args.config_file={config_file}:\n{f.read()}")
+    if comm.is_main_process() and output_dir:
+        path, dump = os.path.join(output_dir, "config.yaml"), cfg.dump()
+        logger.info(f"Running with full config:\n{dump}")
+        write_text_atomic(path, dump)
+        logger.info(f"Full config saved to {path}")
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)  # a different, deterministic seed per process
+    if not getattr(args, "eval_only", False):
+        torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+    return setup_project_logger(output_dir, rank)

@@ -1,10 +1,35 @@
-"""Running a study script (tools/zcontext_study.sh, tools/deeplesion_study.sh) over run folders a test made."""
+"""Running a study script (tools/zcontext_study.sh, tools/deeplesion_study.sh, tools/pretrained_study.sh) over run
+folders a test made, or with a stand-in python that records what the script runs."""
 import os
 import subprocess
 from pathlib import Path
 from typing import List
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A stand-in for .venv/bin/python in a copy of a study script's checkout: it appends each call to $CALLS (one line,
+# shell-quoted arguments); train_net.py --resume leaves a checkpoint, metrics.json and the $TEST_SET summary,
+# --eval-only the summary of its DATASETS.TEST
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+printf '%q ' "$@" >> "$CALLS"; echo >> "$CALLS"
+case "$1" in
+*train_net.py)
+    prev=""
+    for a in "$@"; do
+        [ "$prev" = OUTPUT_DIR ] && dir=$a
+        [ "$prev" = DATASETS.TEST ] && dataset=$(echo "$a" | tr -d '()",')
+        prev=$a
+    done
+    echo "training output"
+    if [ "$4" = --resume ]; then
+        mkdir -p "$dir/inference/$TEST_SET"
+        touch "$dir/model_final.pth" "$dir/metrics.json" "$dir/inference/$TEST_SET/$SUMMARY"
+    else
+        mkdir -p "$dir/inference/$dataset"
+        touch "$dir/inference/$dataset/$SUMMARY"
+    fi ;;
+esac
+"""
 
 
 def finished_study_tables(script: str, datasets: Path, out: Path, runs: str) -> List[List[str]]:

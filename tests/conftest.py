@@ -45,3 +45,15 @@ def load_tool():
         return _load_script(path if path.suffix == ".py" else TOOLS / f"{name_or_path}.py")
 
     return load
+
+
+@pytest.fixture
+def keep_process_state():
+    """For a tool's ``main()`` run in this process: afterwards the environment (the start-up writes
+    ``$OMP_NUM_THREADS`` and ``$ANSI_COLORS_DISABLED``, which the processes later tests start would inherit) and
+    torch's thread count are as before."""
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    torch.set_num_threads(threads)

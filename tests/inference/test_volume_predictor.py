@@ -124,18 +124,21 @@ def test_predict_cli_writes_labels_on_the_input_grid(tiny_model_files, ct_path, 
     "problem, expected",
     [("missing_weights", "weights file not found"), ("wrong_config", "does not match the config's model")],
 )
-def test_predict_cli_setup_errors(tiny_model_files, ct_path, tmp_path, problem, expected):
+def test_predict_cli_setup_errors(tiny_model_files, ct_path, tmp_path, problem, expected, load_tool,
+                                  keep_process_state, capsys):
+    """predict.py's main in this process (its exit status is main's return value, as sys.exit(main()) makes it; a
+    predict.py process with another status: test_predict_cli_writes_labels_on_the_input_grid)."""
     config, weights = tiny_model_files
     if problem == "missing_weights":
         weights = str(tmp_path / "nope.pth")
     else:
         config = config.replace("va_bag3", "baseline")  # VA weights into the baseline architecture
-    cmd = [sys.executable, str(ROOT / "tools" / "predict.py"), "--config-file", config, "--weights", weights,
-           "--output", str(tmp_path / "o"), "--input", str(ct_path), "--opts", *map(str, TINY)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert expected in proc.stderr
-    assert len(proc.stderr.strip().splitlines()[-1]) < 400
+    argv = ["--config-file", config, "--weights", weights, "--output", str(tmp_path / "o"), "--input", str(ct_path),
+            "--opts", *map(str, TINY)]
+    assert load_tool("predict").main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert expected in stderr
+    assert len(stderr.strip().splitlines()[-1]) < 400
 
 
 def test_default_predictor_on_a_bag_matches_volume_predictor(tiny_model_files, ct_path):

@@ -170,9 +170,12 @@ def test_training_init_from_another_architecture_logs_what_it_skips(tmp_path):
 
 
 @pytest.mark.slow
-def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path):
+def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path, train_net_in_process):
     """--eval-only, training from MODEL.WEIGHTS and training with --resume refuse a checkpoint holding a pickled
-    object with the same line: the file and the refused object, no traceback, no terminal escape codes."""
+    object with the same line: the file and the refused object, no traceback, no terminal escape codes.
+
+    --resume runs as a train_net.py process (its exit status and stderr); the other two paths through train_net.py's
+    main in this process, where the line is the message of the SystemExit that ends it."""
     marker = tmp_path / "code ran"
     out = tmp_path / "run ü"
     out.mkdir()
@@ -188,14 +191,22 @@ def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path):
         "--resume": ([], ["--resume"]),
     }
     for what, (opts, flags) in runs.items():
-        proc = _runs.run_train_net(_runs.TINY + ["SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out] + opts, flags,
-                                   phantom_root=phantom_root)
-        assert proc.returncode != 0, what
-        assert "Traceback" not in proc.stderr, (what, proc.stderr[-3000:])
-        assert "Weights only load failed" not in proc.stdout + proc.stderr, what  # torch's many-line message
-        assert _runs.last_line(proc.stderr) == expected, (what, proc.stderr[-3000:])
-        assert not marker.exists(), what
-        assert "Starting training" not in proc.stdout + proc.stderr, what
+        opts = _runs.TINY + ["SOLVER.MAX_ITER", "5", "OUTPUT_DIR", out] + opts
+        if what == "--resume":
+            proc = _runs.run_train_net(opts, flags, phantom_root=phantom_root)
+            assert proc.returncode != 0, what
+            assert "Traceback" not in proc.stderr, (what, proc.stderr[-3000:])
+            assert "Weights only load failed" not in proc.stdout + proc.stderr, what  # torch's many-line message
+            assert _runs.last_line(proc.stderr) == expected, (what, proc.stderr[-3000:])
+            assert not marker.exists(), what
+            assert "Starting training" not in proc.stdout + proc.stderr, what
+        else:
+            code = train_net_in_process(opts, flags, phantom_root=phantom_root)
+            log = (out / "log.txt").read_text()
+            assert code == expected, (what, code)  # a SystemExit with the line, not another exception
+            assert "Weights only load failed" not in code + log, what  # torch's many-line message
+            assert not marker.exists(), what
+            assert "Starting training" not in log, what
 
 
 def test_trainer_hook_saves_through_the_va_checkpointer(phantom_root, tmp_path, monkeypatch):

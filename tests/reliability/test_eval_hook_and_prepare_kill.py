@@ -12,12 +12,12 @@ import _runs
 
 
 @pytest.mark.slow
-def test_lits_evaluator_runs_in_training_eval_hook(phantom_root, tmp_path):
+def test_lits_evaluator_runs_in_training_eval_hook(phantom_root, tmp_path, train_net_in_process):
     out = tmp_path / "eval hook"
     opts = _runs.TINY + ["SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out]
     opts[opts.index("TEST.EVAL_PERIOD") + 1] = "2"  # detectron2's EvalHook evaluates at iteration 2
-    proc = _runs.run_train_net(opts, phantom_root=phantom_root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = train_net_in_process(opts, phantom_root=phantom_root)  # train_net.py's main, in this process
+    assert code == 0, (out / "log.txt").read_text()[-3000:]
     summary = json.loads((out / "inference" / "phantom_val" / "lits_summary.json").read_text())
     assert summary["metrics"]["n_cases"] == 1 and len(summary["per_case"]) == 1
     # the results went through EventStorage to detectron2's metrics.json (and TensorBoard) under "lits/..."
@@ -26,7 +26,7 @@ def test_lits_evaluator_runs_in_training_eval_hook(phantom_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path, load_tool):
+def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path, load_tool, monkeypatch, keep_process_state):
     make_phantoms = load_tool("make_phantoms")
     source, cache = tmp_path / "raw", tmp_path / "cache"
     assert make_phantoms.main(["--out", str(source), "--num-cases", "6", "--slices", "40", "--size", "96",
@@ -45,8 +45,9 @@ def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path, load_too
     assert 1 <= len(finished) < 6, "the kill should land after the first case and before the last"
     assert not (cache / "index.json").exists(), "the index is written last"
 
-    rerun = subprocess.run(cmd, env=_runs.env(tmp_path), capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    # the rerun finishes the job: prepare_lits.py's main, in this process
+    monkeypatch.setenv("VA_DATASETS", str(tmp_path))
+    assert load_tool("prepare_lits").main(cmd[2:]) == 0
     index = json.loads((cache / "index.json").read_text())
     assert len(index["cases"]) == 6
     for case, mtime in finished.items():  # finished cases were not redone

@@ -37,7 +37,7 @@ def _schedule(opts):
 
 
 @pytest.mark.slow
-def test_sigkilled_run_resumes_with_same_iteration_and_lr_schedule(phantom_root, tmp_path):
+def test_sigkilled_run_resumes_with_same_iteration_and_lr_schedule(phantom_root, tmp_path, train_net_in_process):
     out = tmp_path / "run ü out"
     # warm-up over the whole run: the LR is different at every iteration
     opts = _runs.TINY + _runs.NO_TEST + [
@@ -68,9 +68,13 @@ def test_sigkilled_run_resumes_with_same_iteration_and_lr_schedule(phantom_root,
     saved_iter = int(saved[len("model_"):-len(".pth")])
     assert torch.load(out / saved, weights_only=True)["iteration"] == saved_iter
 
-    resumed = _runs.run_train_net(opts, ["--resume"], phantom_root=phantom_root)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    log = resumed.stdout + resumed.stderr
+    # the resumed run: train_net.py's main, in this process; its log is what it appended to the killed run's log.txt
+    killed_log = (out / "log.txt").read_text()
+    code = train_net_in_process(opts, ["--resume"], phantom_root=phantom_root)
+    log = (out / "log.txt").read_text()
+    assert log.startswith(killed_log)
+    log = log[len(killed_log):]
+    assert code == 0, log[-3000:]
     assert f"Loading from {out / saved}" in log
     assert f"Starting training from iteration {saved_iter + 1}" in log
 

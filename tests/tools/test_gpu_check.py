@@ -34,11 +34,13 @@ def test_gpu_check_runs_tiny_on_the_cpu(tmp_path):
     assert "| VA bag 3, no context grad | 3 | False | False |" in table
 
 
-def test_gpu_check_refuses_cuda_without_a_device():
+def test_gpu_check_refuses_cuda_without_a_device(load_tool, capsys):
+    """gpu_check.py's main in this process: the exit status is the code of the SystemExit that argparse's error
+    raises (a gpu_check.py process, with status 0: test_gpu_check_runs_tiny_on_the_cpu)."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gpu_check.py")], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 2 and "no CUDA device here; use --device cpu --tiny" in proc.stderr
+    with pytest.raises(SystemExit) as exited:
+        load_tool("gpu_check").main([])
+    assert exited.value.code == 2 and "no CUDA device here; use --device cpu --tiny" in capsys.readouterr().err

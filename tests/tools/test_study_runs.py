@@ -8,31 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _study_scripts import FAKE_PYTHON
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# .venv/bin/python of the copied checkout: one line per call (shell-quoted arguments); train_net.py --resume leaves
-# a checkpoint, metrics.json and the test-set summary, --eval-only the summary of its DATASETS.TEST
-FAKE_PYTHON = r"""#!/usr/bin/env bash
-printf '%q ' "$@" >> "$CALLS"; echo >> "$CALLS"
-case "$1" in
-*train_net.py)
-    prev=""
-    for a in "$@"; do
-        [ "$prev" = OUTPUT_DIR ] && dir=$a
-        [ "$prev" = DATASETS.TEST ] && dataset=$(echo "$a" | tr -d '()",')
-        prev=$a
-    done
-    echo "training output"
-    if [ "$4" = --resume ]; then
-        mkdir -p "$dir/inference/$TEST_SET"
-        touch "$dir/model_final.pth" "$dir/metrics.json" "$dir/inference/$TEST_SET/$SUMMARY"
-    else
-        mkdir -p "$dir/inference/$dataset"
-        touch "$dir/inference/$dataset/$SUMMARY"
-    fi ;;
-esac
-"""
 
 CONFIGS = "projects/VolumetricAttention/configs"
 ZCONTEXT = f"{CONFIGS}/Phantom/zcontext_liver_semantic_R_18_FPN_GN"

@@ -5,12 +5,21 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+# between what importing the package printed and what the filters let through
+IMPORTED = "-- volumetric_attention imported --"
 
 
-def test_known_third_party_noise_is_quiet_and_the_rest_is_not():
-    """In a fresh process: the CLI filters drop exactly the known messages, by library and message."""
-    script = textwrap.dedent("""
+@pytest.fixture(scope="module")
+def fresh_process():
+    """(exit status, what it printed to stderr while importing the package, all of its stderr) of one fresh process
+    that imports the package and then applies the CLI filters to warnings and log records, known and unknown."""
+    script = textwrap.dedent(f"""
+        import sys
+        import volumetric_attention
+        print({IMPORTED!r}, file=sys.stderr, flush=True)
         import logging, warnings
         from volumetric_attention.utils.third_party_noise import quiet_third_party_warnings
         quiet_third_party_warnings()
@@ -27,17 +36,23 @@ def test_known_third_party_noise_is_quiet_and_the_rest_is_not():
     """)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "projects" / "VolumetricAttention"), PYTHONWARNINGS="")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    on_import = out.stderr.partition(IMPORTED + "\n")[0]
+    return out.returncode, on_import, out.stderr
+
+
+def test_known_third_party_noise_is_quiet_and_the_rest_is_not(fresh_process):
+    """In a fresh process: the CLI filters drop exactly the known messages, by library and message."""
+    returncode, _, stderr = fresh_process  # all of it: the import's part included
+    assert returncode == 0, stderr
     for quiet in ("torch.meshgrid: in an upcoming release, it", "torch.jit.script", "not writable", "is_fx_tracing",
                   "No CUDA runtime"):
-        assert quiet not in out.stderr
+        assert quiet not in stderr
     for shown in ("(from the project)", "some other torch warning", "another cpp_extension message"):
-        assert shown in out.stderr
+        assert shown in stderr
 
 
-def test_importing_the_package_prints_no_known_notice():
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "projects" / "VolumetricAttention"), PYTHONWARNINGS="")
-    out = subprocess.run([sys.executable, "-c", "import volumetric_attention"], env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "torch.jit.script" not in out.stderr
+def test_importing_the_package_prints_no_known_notice(fresh_process):
+    returncode, on_import, stderr = fresh_process
+    assert returncode == 0, stderr
+    assert IMPORTED in stderr  # the import ended before the filters' part began
+    assert "torch.jit.script" not in on_import

@@ -5,7 +5,8 @@ setup(
     version="0.1.0",
     description="Volumetric Attention (VA) for 3D medical image segmentation and detection, as a detectron2 project",
     package_dir={"": "projects/VolumetricAttention"},
-    packages=find_packages(where="projects/VolumetricAttention", include=["volumetric_attention", "volumetric_attention.*"]),
+    packages=find_packages(where="projects/VolumetricAttention",
+                           include=["volumetric_attention", "volumetric_attention.*"]),
     python_requires=">=3.9",
     # torch/torchvision and detectron2 are installed by setup.sh (detectron2 is not on PyPI)
     install_requires=[

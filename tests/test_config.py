@@ -1,8 +1,9 @@
 import pytest
-from detectron2.config import get_cfg
 
 from volumetric_attention import add_va_config
 from volumetric_attention.config import expand_pixel_stats, get_va_cfg
+
+from detectron2.config import get_cfg
 
 
 def test_every_key_has_a_comment():

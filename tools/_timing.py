@@ -73,9 +73,9 @@ def timed_training(cfg, warmup_iters: int, timed_iters: int, amp: bool = False) 
     Raises:
         FloatingPointError: a loss is not finite (detectron2's trainers stop there too).
     """
-    from detectron2.utils.events import EventStorage
-
     from volumetric_attention.engine import VATrainer
+
+    from detectron2.utils.events import EventStorage
 
     device = cfg.MODEL.DEVICE
     cuda = device.startswith("cuda")

@@ -78,9 +78,10 @@ def collect(model, batches, lesion_like):
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from detectron2.structures import ImageList
 
     from volumetric_attention.engine.va_stats_hook import KINDS, attention_statistics
+
+    from detectron2.structures import ImageList
 
     backbone = model.backbone
     n = backbone.bag_size

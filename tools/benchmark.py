@@ -44,14 +44,13 @@ import tempfile
 
 import numpy as np
 import torch
+from _machine_load import cpu_contention_warning, machine_load
+from _timing import best_of, timed, timed_training, variant_config
 
 # first: the package quiets the known third-party notices that importing detectron2 prints (and registers backbones)
 from volumetric_attention.utils import cli
 from volumetric_attention.utils.atomic_io import atomic_open
 from volumetric_attention.utils.threads import add_threads_argument
-
-from _machine_load import cpu_contention_warning, machine_load
-from _timing import best_of, timed, timed_training, variant_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "VolumetricAttention", "configs")
 PHANTOM = os.path.join(CONFIGS, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
@@ -70,10 +69,10 @@ def phantom_config(args, bag_size, extra=()):
 
 def bench_inference(args, weights_dir):
     """Seconds per slice of VolumePredictor over one preprocessed volume, per model variant."""
-    from detectron2.modeling import build_model
-
     from volumetric_attention.engine import VACheckpointer
     from volumetric_attention.inference import VolumePredictor
+
+    from detectron2.modeling import build_model
 
     rng = np.random.default_rng(0)
     image = rng.random((args.slices, args.size, args.size), dtype=np.float32)
@@ -210,7 +209,7 @@ def bench_activation_memory(args):
         torch.manual_seed(0)
         backbone = build_backbone(cfg).train()
         x = torch.randn(1, 3 * bag, size, size)
-        saved, _ = _saved_bytes(lambda: backbone(x))
+        saved, _ = _saved_bytes(lambda net=backbone: net(x))
         name = "baseline" if bag == 1 else f"VA bag {bag}" + ("" if context_grad else ", no context grad")
         rows.append({"variant": name, "size_px": size, "activation_gb_per_target": saved / 2**30})
         del backbone
@@ -331,13 +330,13 @@ def prepared_phantoms(source, cache, num_cases, seed, hu_window=(-200.0, 300.0),
 def bench_evaluation(args, root):
     """Seconds per case of LiTS evaluation (inference + LiTSEvaluator), detectron2's per-slice path against
     case-level (TEST.CT.CASE_LEVEL), for the baseline and VA N = 3 and N = 9, on prepared phantom cases."""
-    from detectron2.data import build_detection_test_loader
-    from detectron2.evaluation import inference_on_dataset
-    from detectron2.modeling import build_model
-
     from volumetric_attention.data import VolumetricDatasetMapper
     from volumetric_attention.data.dataset_dicts import load_cached_dataset_dicts
     from volumetric_attention.evaluation import LiTSEvaluator, inference_on_cases
+
+    from detectron2.data import build_detection_test_loader
+    from detectron2.evaluation import inference_on_dataset
+    from detectron2.modeling import build_model
 
     source, cache = os.path.join(root, "eval_phantom"), os.path.join(root, "eval_cache")
     prepared_phantoms(source, cache, args.eval_cases, seed=1, shape=(args.slices, args.size, args.size))

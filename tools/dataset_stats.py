@@ -30,7 +30,7 @@ def case_stats(case):
     liver_slices = liver.any(axis=(1, 2))
     lesions = find_lesions(lesion, geometry.spacing_zyx, axial_diameter=False)
     return {
-        "lesion_diameters_mm": [l.diameter_mm for l in lesions],
+        "lesion_diameters_mm": [lesion.diameter_mm for lesion in lesions],
         "lesion_share": float(lesion.sum() / max(int(liver.sum()), 1)),
         "lesion_slice_share": float(lesion.any(axis=(1, 2))[liver_slices].mean()) if liver_slices.any() else 0.0,
     }

@@ -29,13 +29,12 @@ import time
 
 import numpy as np
 import torch
+from _timing import timed, timed_training, variant_config
 
 # first: the package quiets the known third-party notices that importing detectron2 prints (and registers backbones)
 from volumetric_attention.utils import cli
 from volumetric_attention.utils.atomic_io import atomic_open
 from volumetric_attention.utils.threads import add_threads_argument
-
-from _timing import timed, timed_training, variant_config
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 LITS_VA = os.path.join(ROOT, "projects", "VolumetricAttention", "configs", "LiTS", "mask_rcnn_R_50_FPN_va_bag9.yaml")
@@ -190,10 +189,10 @@ def deformable_check(args):
 
 def volume_inference(args, root):
     """Slices per second of cached volume inference (VolumePredictor), the baseline and VA bag 9."""
-    from detectron2.modeling import build_model
-
     from volumetric_attention.engine import VACheckpointer
     from volumetric_attention.inference import VolumePredictor
+
+    from detectron2.modeling import build_model
 
     image = np.random.default_rng(0).random((12 if args.tiny else 96, args.size, args.size), dtype=np.float32)
     rows = []
@@ -203,7 +202,7 @@ def volume_inference(args, root):
         VACheckpointer(build_model(cfg), root).save(f"bag{bag}")
         predictor = VolumePredictor(cfg, path, batch_size=args.batch, progress=False)
         predictor.predict_cache_grid(image[:8])  # warm-up
-        seconds, _ = timed(lambda: predictor.predict_cache_grid(image), args.device)
+        seconds, _ = timed(lambda p=predictor: p.predict_cache_grid(image), args.device)
         rows.append({"variant": name, "slices_per_s": len(image) / seconds})
         del predictor
     for row in rows:

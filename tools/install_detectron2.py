@@ -87,7 +87,8 @@ def build_source_tree(wheel, root):
     version = re.search(r'__version__\s*=\s*"([^"]+)"', (pkg / "__init__.py").read_text()).group(1)
     (root / "setup.py").write_text(
         "from setuptools import setup, find_packages\n"
-        f"setup(name='detectron2', version={version!r}, packages=find_packages(include=['detectron2', 'detectron2.*']),\n"
+        f"setup(name='detectron2', version={version!r}, "
+        f"packages=find_packages(include=['detectron2', 'detectron2.*']),\n"
         "      include_package_data=True, package_data={'': ['*.yaml', '*.json', '*.txt', '**/*.yaml', '**/*.py']},\n"
         f"      python_requires='>=3.8', install_requires={UPSTREAM_REQUIRES!r})\n"
     )
@@ -106,7 +107,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         version, patched = build_source_tree(wheel, root)
-        print(f"detectron2 {version} from {wheel.name} (sha256 ok); numpy-2 fix applied to: {', '.join(patched) or 'none'}")
+        print(f"detectron2 {version} from {wheel.name} (sha256 ok); numpy-2 fix applied to: "
+              f"{', '.join(patched) or 'none'}")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", str(root)], check=True)
     shutil.rmtree(CACHE / "build", ignore_errors=True)
 

@@ -6,10 +6,11 @@
 RECORD (default ``projects/VolumetricAttention/docs/pretrained_study_runs.json``) holds every run's values under
 ``phantom_val`` (the 5 held-out cases) and ``phantom_train`` (the run's own training cases), keyed
 ``<column>/<row>_s<seed>``, and under ``scratch_k15_reference`` the scratch reference at 15 cases: the small-lesion
-study's table (2000 iterations, 3 seeds; mean, std and runs, since its per-seed values were not kept). Prints, per row and column, the tumour Dice per case and the FP lesions per
-case on the held-out cases (mean ± std over seeds, the number of seeds), the collapse check (the lowest share of
-its own training lesions any run found) and the paper's thesis as the study states it; draws tumour Dice per case
-against the number of training cases, one line per row, pretrained solid and scratch dashed.
+study's table (2000 iterations, 3 seeds; mean, std and runs, since its per-seed values were not kept). Prints, per
+row and column, the tumour Dice per case and the FP lesions per case on the held-out cases (mean ± std over seeds,
+the number of runs), the collapse check (the lowest share of its own training lesions any run found) and the
+paper's thesis as the study states it; draws tumour Dice per case against the number of training cases, one line
+per row, pretrained solid and scratch dashed.
 """
 import argparse
 import json

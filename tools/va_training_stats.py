@@ -23,8 +23,15 @@ import argparse
 import os
 import sys
 
-from volumetric_attention.engine.run_metrics import (DEAD_BELOW, FLAT_BELOW, METRICS_FILE, gate_relu, read_metrics,
-                                                     summarize_gates, va_series)
+from volumetric_attention.engine.run_metrics import (
+    DEAD_BELOW,
+    FLAT_BELOW,
+    METRICS_FILE,
+    gate_relu,
+    read_metrics,
+    summarize_gates,
+    va_series,
+)
 from volumetric_attention.utils.cli import setup_cli
 
 

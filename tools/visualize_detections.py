@@ -52,11 +52,11 @@ def choose(dicts, cases, count):
 
 def load(args, cfg):
     """(model in eval mode, the chosen dataset dicts, dataset name); ValueError/OSError (one line) for bad input."""
-    from detectron2.data import DatasetCatalog
-    from detectron2.modeling import build_model
-
     from volumetric_attention.data.dataset_checks import DatasetCheckError, check_datasets
     from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
+
+    from detectron2.data import DatasetCatalog
+    from detectron2.modeling import build_model
 
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if not dataset:
@@ -85,10 +85,11 @@ def main(argv=None):
     cfg = cli.config_from_args(args)
     import numpy as np
     import torch
-    from detectron2.structures import BoxMode
 
     from volumetric_attention.data import VolumetricDatasetMapper
     from volumetric_attention.inference.overlays import draw_detection_overlay, write_montage, write_png
+
+    from detectron2.structures import BoxMode
 
     try:
         model, dicts, dataset = load(args, cfg)

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
-from detectron2.data import transforms as T
-from detectron2.structures import BoxMode
 
 from volumetric_attention.data.bag import bag_slice_indices, make_bag_array
 from volumetric_attention.data.cache import make_settings, write_case
 from volumetric_attention.data.instances import volume_instances
 from volumetric_attention.data.mapper import VolumetricDatasetMapper
+
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 
 
 def _expected_bag(vol01, z, n):

@@ -5,10 +5,11 @@ from pathlib import Path
 import _deeplesion_fakes as fakes
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.data.deeplesion import parse_dl_info
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
 def _fixture(root):

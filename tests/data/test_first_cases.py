@@ -1,14 +1,16 @@
 """DATASETS.TRAIN_FIRST_CASES: training (and the collapse check) on the first K cases of a split."""
 import pytest
-from detectron2.data import DatasetCatalog
 
 from volumetric_attention import get_va_cfg
 from volumetric_attention.data import first_cases
 from volumetric_attention.engine.trainer import run_dataset_dicts
 
+from detectron2.data import DatasetCatalog
+
 
 def _dicts(cases=("volume-0", "volume-1", "volume-10", "volume-2"), slices=3):
-    return [{"case_id": c, "slice_index": z, "image_id": 10 * i + z} for i, c in enumerate(cases) for z in range(slices)]
+    return [{"case_id": c, "slice_index": z, "image_id": 10 * i + z}
+            for i, c in enumerate(cases) for z in range(slices)]
 
 
 def test_first_cases_keeps_whole_cases_in_the_split_order():

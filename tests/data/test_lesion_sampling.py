@@ -2,11 +2,9 @@
 import itertools
 from pathlib import Path
 
-import pytest
-import torch
-from detectron2.data.build import get_detection_dataset_dicts
-
 import _tiny
+import pytest
+
 import volumetric_attention
 from volumetric_attention import get_va_cfg
 from volumetric_attention.data.lits import prepare_lits
@@ -15,7 +13,10 @@ from volumetric_attention.data.samplers import ResumableRepeatFactorTrainingSamp
 from volumetric_attention.data.sampling import lesion_share_repeat_factors
 from volumetric_attention.engine import VATrainer
 
-VA_CONFIG = Path(volumetric_attention.__file__).parents[1] / "configs" / "Phantom" / "mask_rcnn_R_18_FPN_GN_va_bag3.yaml"
+from detectron2.data.build import get_detection_dataset_dicts
+
+VA_CONFIG = (Path(volumetric_attention.__file__).parents[1] / "configs" / "Phantom" /
+             "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")
 
 
 def test_repeat_factors_give_the_share_in_expectation_and_keep_the_epoch_length():

@@ -4,10 +4,11 @@ import os
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from volumetric_attention.data.cache import CacheError, load_case
 from volumetric_attention.data.lits import assign_splits, discover_lits_cases
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 
 def _write(path, array, spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0), direction=None):

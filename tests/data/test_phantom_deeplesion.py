@@ -8,14 +8,20 @@ from collections import defaultdict
 import cv2
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog
 from scipy import ndimage
 
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.data.deeplesion import SPLITS
-from volumetric_attention.data.phantom_deeplesion import (DL_INFO_COLUMNS, LOOKALIKES_FILE, MIN_DIAMETER_MM,
-                                                          recist_axes, write_deeplesion_phantoms)
+from volumetric_attention.data.phantom_deeplesion import (
+    DL_INFO_COLUMNS,
+    LOOKALIKES_FILE,
+    MIN_DIAMETER_MM,
+    recist_axes,
+    write_deeplesion_phantoms,
+)
 from volumetric_attention.data.phantoms import make_phantom
+
+from detectron2.data import DatasetCatalog
 
 CONTEXT, SPACING = 4, 2.0  # the DeepLesion configs' CONTEXT_SLICES and SLICE_SPACING
 

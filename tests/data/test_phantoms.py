@@ -118,7 +118,8 @@ def test_zcontext_liver_profile_crops_the_liver_at_native_resolution():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_zcontext_small_profile_poses_the_small_lesion_regime(seed):
-    """Only lesions of 15 mm or less, at most 1% of the liver, among curved vessels of their size that outnumber them."""
+    """Only lesions of 15 mm or less, at most 1% of the liver, among curved vessels of their size that outnumber
+    them."""
     hu, labels, (sz, sy, sx) = make_phantom(seed, profile="zcontext_small", noise_hu=0.0)
     assert hu.shape[1:] == (128, 128) and 0.75 <= sy <= 0.9
     liver, lesion = labels >= 1, labels == 2

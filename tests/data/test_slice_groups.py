@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 import torch
-from detectron2.data import transforms as T
-from detectron2.structures import BoxMode
 
 from volumetric_attention.data import SliceGroupMapper, VolumetricDatasetMapper, flatten_groups, make_slice_groups
 from volumetric_attention.data.cache import make_settings, write_case
 from volumetric_attention.data.instances import volume_instances
+
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 
 N = 3
 

@@ -5,12 +5,13 @@ import os
 import _deeplesion_fakes as fakes
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog
 
 from volumetric_attention.data.bag import PIXEL_SCALE, make_bag_array
 from volumetric_attention.data.cache import CacheError, load_case, make_settings, write_case, write_index
 from volumetric_attention.data.mapper import VolumetricDatasetMapper
 from volumetric_attention.data.slice_store import decode_slice, encode_slice, read_slice
+
+from detectron2.data import DatasetCatalog
 
 HU_WINDOW = (-1024.0, 3071.0)
 

@@ -3,10 +3,16 @@ records, seconds per iteration, the va/ series, and what each gate did over the 
 import json
 
 import pytest
-from detectron2.utils.events import EventStorage, JSONWriter
 
-from volumetric_attention.engine.run_metrics import (gate_relu, read_metrics, seconds_per_iteration, summarize_gates,
-                                                     va_series)
+from volumetric_attention.engine.run_metrics import (
+    gate_relu,
+    read_metrics,
+    seconds_per_iteration,
+    summarize_gates,
+    va_series,
+)
+
+from detectron2.utils.events import EventStorage, JSONWriter
 
 
 def _write_run(run, records, gate_relu=None):

@@ -3,11 +3,12 @@ import math
 
 import pytest
 import torch
-from detectron2.engine import HookBase, SimpleTrainer
 from torch import nn
 
 from volumetric_attention.engine import VAStatsHook
 from volumetric_attention.modeling import VolumetricAttention
+
+from detectron2.engine import HookBase, SimpleTrainer
 
 N, C = 3, 16
 

@@ -25,10 +25,10 @@ def tiny_cfg(config, weights="", extra=()):
 
 def run_case_level_test(config, weights, output_dir, result_path):
     """Worker: ``VATrainer.test`` with case-level evaluation over gloo; the main process writes the results."""
-    from detectron2.utils import comm
-
     from volumetric_attention.engine import VATrainer
     from volumetric_attention.utils.tensor_checkpoint import load_weights_strict
+
+    from detectron2.utils import comm
 
     cfg = tiny_cfg(config, weights, ["OUTPUT_DIR", output_dir])
     model = VATrainer.build_model(cfg)

@@ -1,6 +1,7 @@
 """Fakes shared by the DeepLesion FROC evaluator tests: a registered dataset and predicted instances."""
 import numpy as np
 import torch
+
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 

@@ -1,10 +1,12 @@
-"""A tiny fake LiTS cache (3 cases, cache z spacing twice the original) and fake model outputs for the evaluator tests."""
+"""A tiny fake LiTS cache (3 cases, cache z spacing twice the original) and fake model outputs for the evaluator
+tests."""
 import numpy as np
 import torch
-from detectron2.structures import Boxes, Instances
 
 from volumetric_attention.data.cache import write_case
 from volumetric_attention.data.preprocessing import SliceResampler
+
+from detectron2.structures import Boxes, Instances
 
 H = W = 32
 Z0, SPACING_Z0, SPACING_ZC = 9, 1.0, 2.0
@@ -56,10 +58,16 @@ def _instances(label_slice):
     # the liver instance covers its lesions, except lesions outside the liver region (the AND must remove those)
     liver_full = liver | (lesion & _liver_region())
     if liver_full.any():
-        masks.append(liver_full); classes.append(0); scores.append(0.95)
+        masks.append(liver_full)
+        classes.append(0)
+        scores.append(0.95)
     if lesion.any():
-        masks.append(lesion); classes.append(1); scores.append(0.9)
-    masks.append(np.ones_like(liver)); classes.append(1); scores.append(0.2)
+        masks.append(lesion)
+        classes.append(1)
+        scores.append(0.9)
+    masks.append(np.ones_like(liver))
+    classes.append(1)
+    scores.append(0.2)
     inst = Instances((H, W))
     inst.pred_masks = torch.from_numpy(np.stack(masks))
     inst.pred_classes = torch.tensor(classes, dtype=torch.int64)
@@ -99,9 +107,9 @@ def run_split_evaluation(cache_root, output_dir, result_path):
     """Worker of the distributed test: rank r processes every other slice (so each case is split across ranks)."""
     import json
 
-    from detectron2.utils import comm
-
     from volumetric_attention.evaluation import LiTSEvaluator
+
+    from detectron2.utils import comm
 
     cases = make_fake_cache_readonly(cache_root)
     pairs = inputs_outputs(cases, predicted_labels(cases, "imperfect"))
@@ -120,8 +128,9 @@ def run_split_evaluation(cache_root, output_dir, result_path):
 
 def make_fake_cache_readonly(root):
     """The cases of an existing fake cache, read back with the cache loader."""
-    from volumetric_attention.data.cache import load_case
     import os
+
+    from volumetric_attention.data.cache import load_case
 
     cases = {}
     for case_id in sorted(_cache_labels()):

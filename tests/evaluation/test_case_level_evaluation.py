@@ -5,19 +5,27 @@ import json
 import logging
 from unittest import mock
 
-import numpy as np
+import _case_level_worker as w
 import pytest
 import torch
-from detectron2.data import transforms as T
-from detectron2.evaluation import inference_context
+from _bag_checks import (
+    ShiftedContextLoop,
+    assert_all_features_differ,
+    assert_outputs_differ,
+    assert_same_features,
+    assert_same_outputs,
+    recorded_backbone_outputs,
+    run_case,
+)
 
-import _case_level_worker as w
-from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
-                         assert_same_outputs, recorded_backbone_outputs, run_case)
 from volumetric_attention.data.cache import load_case
 from volumetric_attention.engine import VACheckpointer, VATrainer, launch
 from volumetric_attention.engine import trainer as trainer_module
 from volumetric_attention.evaluation import LiTSEvaluator, split_cases
+
+from detectron2.data import transforms as T
+from detectron2.evaluation import inference_context
+
 
 @pytest.fixture(scope="module")
 def phantom_root(tmp_path_factory, load_tool):

@@ -7,13 +7,14 @@ import os
 import _froc_fakes as fakes
 import numpy as np
 import pytest
-from detectron2.evaluation import print_csv_format
-from detectron2.structures import BoxMode
 
 from volumetric_attention.config import get_va_cfg
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, froc, sensitivity_at
 from volumetric_attention.evaluation.deeplesion_evaluator import load_lookalikes
 from volumetric_attention.evaluation.froc import fp_share_in_regions
+
+from detectron2.evaluation import print_csv_format
+from detectron2.structures import BoxMode
 
 # 4 images, 4 GT lesions (image 3 has none), 9 detections. Ranked by score, with what each one is (continuous
 # convention; the official +1 px makes d7's IoU with g1 exactly 0.5, a hit):

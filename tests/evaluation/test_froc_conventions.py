@@ -7,13 +7,14 @@ heights, and the sensitivity at f FPs/image read off the per-detection curve by 
 import _froc_fakes as fakes
 import numpy as np
 import pytest
-from detectron2.structures import BoxMode
 from scipy.interpolate import interp1d
 
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import VATrainer
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator, average_precision, box_iou, froc, sensitivity_at
 from volumetric_attention.evaluation.froc import rank_detections
+
+from detectron2.structures import BoxMode
 
 
 def test_official_iou_adds_one_pixel_to_widths_and_heights():

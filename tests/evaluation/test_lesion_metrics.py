@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from volumetric_attention.evaluation import (dice_score, equivalent_diameter_mm, find_lesions, match_lesions,
-                                             score_case, size_bucket, summarize_cases)
+from volumetric_attention.evaluation import (
+    dice_score,
+    equivalent_diameter_mm,
+    find_lesions,
+    match_lesions,
+    score_case,
+    size_bucket,
+    summarize_cases,
+)
 
 
 def _sphere(shape, center, r2):
@@ -61,9 +68,9 @@ def test_size_buckets_at_the_boundaries_with_anisotropic_spacing():
         block = np.zeros(30 * 25 * 60, bool)
         block[:n] = True  # whole planes, then whole rows, then a partial row: one connected component
         mask[:, :25, k * 75: k * 75 + 60] = block.reshape(30, 25, 60)
-    lesions = sorted(find_lesions(mask, spacing, axial_diameter=False), key=lambda l: l.n_voxels)
-    assert [l.n_voxels for l in lesions] == counts
-    assert [l.size for l in lesions] == ["small", "medium", "medium", "large"]
+    lesions = sorted(find_lesions(mask, spacing, axial_diameter=False), key=lambda lesion: lesion.n_voxels)
+    assert [lesion.n_voxels for lesion in lesions] == counts
+    assert [lesion.size for lesion in lesions] == ["small", "medium", "medium", "large"]
     assert lesions[0].volume_ml == pytest.approx(1104 * 1.6 / 1000)
     assert size_bucket(15.0) == "medium" and size_bucket(30.0) == "medium"
     assert size_bucket(14.999) == "small" and size_bucket(30.001) == "large"

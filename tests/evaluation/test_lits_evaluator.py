@@ -4,17 +4,18 @@ import json
 import logging
 import os
 
+import _lits_fakes as fakes
 import numpy as np
 import pytest
-from detectron2.config import get_cfg
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.evaluation.testing import flatten_results_dict
-from detectron2.utils.events import EventStorage
-from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, print_csv_format
 
-import _lits_fakes as fakes
 from volumetric_attention import add_va_config
 from volumetric_attention.evaluation import LiTSEvaluator, load_results
+
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators, print_csv_format
+from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils.events import EventStorage
 
 NAME = "lits_evaluator_test"
 
@@ -100,7 +101,7 @@ def test_files_and_log_use_percent_like_the_metrics(cases, tmp_path, caplog):
     summary = load_results(str(tmp_path / "lits_summary.json"))
     assert summary["unit"] == "percent"
     assert [c["tumour_dice"] for c in summary["per_case"]] == [100.0, 0.0, 100.0]
-    assert [l["dice"] for l in summary["lesions"]] == pytest.approx(lesion_dice)
+    assert [lesion["dice"] for lesion in summary["lesions"]] == pytest.approx(lesion_dice)
     logged = [r.getMessage() for r in caplog.records if "LiTS 3D metrics" in r.getMessage()]
     assert f"tumour_dice_per_case={res['tumour_dice_per_case']:.2f}" in logged[0]
 

@@ -2,10 +2,15 @@
 import numpy as np
 import pytest
 import torch
-from detectron2.structures import Boxes, Instances
 
-from volumetric_attention.inference.slice_labels import (instances_to_label_slice, output_to_label_slice,
-                                                         restrict_lesion_to_liver, sem_seg_to_label_slice)
+from volumetric_attention.inference.slice_labels import (
+    instances_to_label_slice,
+    output_to_label_slice,
+    restrict_lesion_to_liver,
+    sem_seg_to_label_slice,
+)
+
+from detectron2.structures import Boxes, Instances
 
 
 def _instances(masks, classes, scores, size=(8, 10)):

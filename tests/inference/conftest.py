@@ -1,17 +1,17 @@
 """A tiny VA Mask R-CNN (random weights saved as a checkpoint) and a small CT volume with a non-trivial grid."""
 import os
 
+import _tiny
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from detectron2.modeling import build_model
-
-import _tiny
 
 from volumetric_attention import get_va_cfg
 from volumetric_attention.data.phantoms import make_phantom
 from volumetric_attention.engine import VACheckpointer
+
+from detectron2.modeling import build_model
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "VolumetricAttention", "configs")
 PHANTOM_VA = os.path.join(CONFIG_DIR, "Phantom", "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")

@@ -3,15 +3,21 @@ scores, boxes, labels), with a shifted bag as the negative control."""
 import numpy as np
 import pytest
 import torch
-from detectron2.data import transforms as T
-from detectron2.modeling import build_model
-
-from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
-                         assert_same_outputs, run_case)
+from _bag_checks import (
+    ShiftedContextLoop,
+    assert_all_features_differ,
+    assert_outputs_differ,
+    assert_same_features,
+    assert_same_outputs,
+    run_case,
+)
 
 from volumetric_attention.data.bag import bag_slice_indices
 from volumetric_attention.inference.case_loop import CaseLoop, target_batches
 from volumetric_attention.inference.slice_labels import output_to_label_slice
+
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
 
 from .conftest import tiny_cfg
 

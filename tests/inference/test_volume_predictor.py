@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultPredictor
-from detectron2.utils.visualizer import Visualizer
-
-from _bag_checks import (ShiftedContextLoop, assert_all_features_differ, assert_outputs_differ, assert_same_features,
-                         assert_same_outputs, recorded_backbone_outputs, recorded_model_outputs)
+from _bag_checks import (
+    ShiftedContextLoop,
+    assert_all_features_differ,
+    assert_outputs_differ,
+    assert_same_features,
+    assert_same_outputs,
+    recorded_backbone_outputs,
+    recorded_model_outputs,
+)
 
 from volumetric_attention.data.bag import make_bag_array
 from volumetric_attention.data.preprocessing import preprocess_volume
@@ -20,6 +23,10 @@ from volumetric_attention.inference import VolumePredictor
 from volumetric_attention.inference import volume_predictor as volume_predictor_module
 from volumetric_attention.inference.case_loop import target_batches
 from volumetric_attention.inference.slice_labels import output_to_label_slice
+
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultPredictor
+from detectron2.utils.visualizer import Visualizer
 
 from .conftest import PHANTOM_SEMSEG_VA, TINY, oblique_nifti, tiny_cfg
 
@@ -65,9 +72,9 @@ def test_cached_and_naive_predictions_are_equal(tiny_model_files, ct_path, monke
 
 
 def test_semantic_fpn_cache_matches_naive(ct_path, tmp_path, monkeypatch):
-    from detectron2.modeling import build_model
-
     from volumetric_attention.engine import VACheckpointer
+
+    from detectron2.modeling import build_model
 
     torch.manual_seed(1)
     cfg = tiny_cfg(PHANTOM_SEMSEG_VA)

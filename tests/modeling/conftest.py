@@ -1,8 +1,7 @@
 """Tiny model settings shared by the modeling tests (CPU, a few seconds per model)."""
+import _tiny
 import pytest
 import torch
-
-import _tiny
 
 # Small R18 + GN (detectron2's from-scratch recipe) and small heads; the deformable variant is a narrow R-50.
 TINY_OPTS = _tiny.FROM_SCRATCH_R18 + _tiny.MODEL

@@ -164,9 +164,9 @@ def test_gate_relu_off_revives_a_spatial_gate_whose_context_is_negative_everywhe
 def test_gate_relu_comes_from_the_config(tiny_cfg):
     import os
 
-    from detectron2.modeling import build_backbone
-
     import volumetric_attention
+
+    from detectron2.modeling import build_backbone
 
     config = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom",
                           "mask_rcnn_R_18_FPN_GN_va_bag3.yaml")

@@ -1,11 +1,12 @@
 """VA-FPN in training runs the backbone once per distinct 2.5D image: same outputs and gradients as running all."""
 import pytest
 import torch
-from detectron2.modeling import build_backbone
-from detectron2.utils.events import EventStorage
 
 from volumetric_attention.data import bag_slice_indices
 from volumetric_attention.modeling.va_fpn import distinct_images
+
+from detectron2.modeling import build_backbone
+from detectron2.utils.events import EventStorage
 
 N = 3
 G = 3

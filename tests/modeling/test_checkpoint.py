@@ -3,10 +3,11 @@ import os
 
 import pytest
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
 
 import volumetric_attention
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom")
 

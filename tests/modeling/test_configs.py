@@ -4,12 +4,13 @@ import os
 
 import pytest
 import torch
-from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
-from detectron2.utils.events import EventStorage
 
 import volumetric_attention
 from volumetric_attention.modeling import VolumetricAttention
+
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs")
 CONFIGS = sorted(
@@ -150,10 +151,10 @@ def _sets_random_flip(name):
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c != "Base-VA-RCNN-FPN.yaml"])
 def test_every_config_chooses_its_flip_and_ct_data_is_not_mirrored(name):
     """detectron2 flips left-right by default; on CT that mirrors the patient, so each config chooses on purpose."""
+    from volumetric_attention import get_va_cfg
+
     from detectron2.data import detection_utils
     from detectron2.data import transforms as T
-
-    from volumetric_attention import get_va_cfg
 
     assert _sets_random_flip(name)
     cfg = get_va_cfg(os.path.join(CONFIG_DIR, name))

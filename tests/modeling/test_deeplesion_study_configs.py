@@ -7,8 +7,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from detectron2.modeling import build_model
-from detectron2.modeling.backbone import FPN
 
 import volumetric_attention
 from volumetric_attention import get_va_cfg
@@ -19,6 +17,9 @@ from volumetric_attention.data.dataset_checks import DatasetCheckError, check_da
 from volumetric_attention.data.deeplesion import DEFAULT_HU_WINDOW, DEFAULT_SLICE_SPACING
 from volumetric_attention.data.prepare import settings_from_args
 from volumetric_attention.modeling import VAFPN, BagConcatFusion, DeformBasicBlock, VolumetricAttention
+
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone import FPN
 
 ROOT = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "..", "..")
 SCRIPT = os.path.join(ROOT, "tools", "deeplesion_study.sh")

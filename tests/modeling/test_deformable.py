@@ -5,11 +5,12 @@ from unittest import mock
 import pytest
 import torch
 import torchvision.ops
-from detectron2.modeling import build_backbone
-from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
 import volumetric_attention
 from volumetric_attention.modeling import DeformBasicBlock, DeformBottleneckBlock
+
+from detectron2.modeling import build_backbone
+from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock
 
 DEEPLESION = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "DeepLesion")
 # block kind -> (deformable block, detectron2's plain block, their arguments)

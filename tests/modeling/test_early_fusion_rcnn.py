@@ -4,14 +4,15 @@ import io
 import os
 
 import torch
-from detectron2.modeling import build_model
-from detectron2.modeling.backbone import FPN
-from detectron2.modeling.roi_heads import StandardROIHeads
 
 import volumetric_attention
 from volumetric_attention.data.deeplesion import prepare_deeplesion
 from volumetric_attention.data.phantom_deeplesion import write_deeplesion_phantoms
 from volumetric_attention.engine import VATrainer
+
+from detectron2.modeling import build_model
+from detectron2.modeling.backbone import FPN
+from detectron2.modeling.roi_heads import StandardROIHeads
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "DeepLesion")
 EARLY_FUSION = os.path.join(CONFIG_DIR, "faster_rcnn_R_18_FPN_GN_early_fusion.yaml")

@@ -3,13 +3,14 @@ import os
 
 import pytest
 import torch
+
+import volumetric_attention
+from volumetric_attention.modeling import VAFPN, BagConcatFusion
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-
-import volumetric_attention
-from volumetric_attention.modeling import VAFPN, BagConcatFusion
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs")
 SEMANTIC = os.path.join(CONFIG_DIR, "Phantom", "zcontext_liver_semantic_R_18_FPN_GN_3dce_bag3.yaml")

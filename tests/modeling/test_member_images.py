@@ -4,13 +4,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from detectron2.data import transforms as T
-from detectron2.modeling import build_model
 
 import volumetric_attention
 from volumetric_attention.config import bag_size_from_cfg
 from volumetric_attention.data.bag import make_bag_array
 from volumetric_attention.inference.case_loop import CaseLoop
+
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom")
 VA_CONTEXT = os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml")

@@ -6,14 +6,15 @@ model-zoo ``.pkl``; each context model loaded from it is compared with the 2.5D 
 import os
 import pickle
 
+import _tiny
 import pytest
 import torch
-from detectron2.modeling import build_model
 
-import _tiny
 import volumetric_attention
 from volumetric_attention.engine import VACheckpointer
 from volumetric_attention.modeling.stem_init import widen_stem_weight
+
+from detectron2.modeling import build_model
 
 C = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom",
                  "zcontext_liver_semantic_R_18_FPN_GN_")

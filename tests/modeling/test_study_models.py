@@ -4,11 +4,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from detectron2.modeling import build_model
-from detectron2.utils.events import EventStorage
 
 import volumetric_attention
 from volumetric_attention.modeling import VolumetricAttention, soft_dice_loss
+
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
 
 CONFIG_DIR = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom")
 
@@ -120,7 +121,8 @@ def test_recommended_from_scratch_config_is_the_study_va_with_context_features(t
     """The recommended config differs from the study's VA config in CONTEXT_FEATURES only."""
     va = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_bag3.yaml"))
     rec = tiny_cfg(os.path.join(CONFIG_DIR, "zcontext_liver_semantic_R_18_FPN_GN_va_context_bag3.yaml"))
-    assert (rec.MODEL.VA.SIMILARITY, rec.MODEL.VA.GATE_BIAS_INIT, rec.MODEL.VA.CONTEXT_FEATURES) == ("cosine", 0.0, True)
+    keys = rec.MODEL.VA
+    assert (keys.SIMILARITY, keys.GATE_BIAS_INIT, keys.CONTEXT_FEATURES) == ("cosine", 0.0, True)
     va.defrost()
     va.MODEL.VA.CONTEXT_FEATURES = True
     assert va.dump() == rec.dump()

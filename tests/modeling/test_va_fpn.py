@@ -2,11 +2,12 @@
 import _tiny
 import pytest
 import torch
+
+from volumetric_attention.modeling import VAFPN, VolumetricAttention
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone, build_retinanet_resnet_fpn_backbone
-
-from volumetric_attention.modeling import VAFPN, VolumetricAttention
 
 FPN_OPTS = [
     "MODEL.RESNETS.OUT_FEATURES", ["res2", "res3", "res4", "res5"],

@@ -3,13 +3,14 @@ import os
 
 import pytest
 import torch
-from detectron2.modeling import build_model
-from detectron2.modeling.poolers import ROIPooler
-from detectron2.structures import Boxes
 from torchvision.ops import roi_align
 
 import volumetric_attention
 from volumetric_attention.modeling import BAG_SUFFIX, VolumetricAttention, VolumetricROIPooler
+
+from detectron2.modeling import build_model
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.structures import Boxes
 
 PHANTOM = os.path.join(os.path.dirname(volumetric_attention.__file__), "..", "configs", "Phantom")
 

@@ -5,14 +5,15 @@ import signal
 import subprocess
 import sys
 
+import _runs
 import pytest
 import torch
-from detectron2.modeling import build_model
 from torch import nn
 
-import _runs
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import CheckpointLoadError, VACheckpointer
+
+from detectron2.modeling import build_model
 
 
 def _model(seed):
@@ -212,9 +213,9 @@ def test_unsafe_checkpoint_gives_one_line_on_every_path(phantom_root, tmp_path, 
 def test_trainer_hook_saves_through_the_va_checkpointer(phantom_root, tmp_path, monkeypatch):
     """VATrainer builds detectron2's trainer with the project's checkpointer: the PeriodicCheckpointer hook saves
     through the same VACheckpointer (atomic saves, tensors-only loading) that resume_or_load loads with."""
-    from detectron2.engine import hooks
-
     from volumetric_attention.engine import VATrainer
+
+    from detectron2.engine import hooks
 
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
     trainer = VATrainer(get_va_cfg(str(_runs.VA_CONFIG), _runs.TINY + _runs.NO_TEST + ["OUTPUT_DIR", str(tmp_path)]))

@@ -2,13 +2,14 @@
 and --eval-only weights of another architecture (detectron2 alone would warn, skip them and evaluate a half-loaded
 model). The refusal of the weights runs as a train_net.py process (exit status, stderr); the other runs go through
 train_net.py's main in this process."""
+import _runs
 import pytest
 import torch
-from detectron2.modeling import build_model
 
-import _runs
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import VACheckpointer
+
+from detectron2.modeling import build_model
 
 
 def _assert_one_line_error(proc, *parts):

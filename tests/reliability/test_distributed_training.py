@@ -1,8 +1,7 @@
 """train_net.py --num-gpus 2 on the CPU: detectron2's launch() starts 2 processes that train over gloo."""
+import _runs
 import pytest
 import torch
-
-import _runs
 
 
 @pytest.mark.slow
@@ -39,9 +38,10 @@ def test_a_returning_worker_destroys_its_process_groups(tmp_path):
     """A worker that returns leaves no process group behind, detectron2's cached ones included, so that no gloo
     thread is left for the interpreter's teardown (which aborted such workers with SIGABRT)."""
     import torch.distributed as dist
-    from detectron2.utils import comm
 
     from volumetric_attention.engine.ddp import _WorkerMain
+
+    from detectron2.utils import comm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     comm.create_local_process_group(1)

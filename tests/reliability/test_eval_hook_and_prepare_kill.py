@@ -6,9 +6,8 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import _runs
+import pytest
 
 
 @pytest.mark.slow
@@ -59,10 +58,10 @@ def test_prepare_killed_midway_finishes_without_redoing_cases(tmp_path, load_too
 def test_deeplesion_evaluator_without_detections_keeps_training(phantom_root, tmp_path, monkeypatch):
     """A young model (here: a score threshold no detection passes) returns no boxes; the FROC evaluator in the
     periodic EvalHook reports sensitivity 0 and training goes on to MAX_ITER."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     from volumetric_attention import get_va_cfg
     from volumetric_attention.engine import VATrainer
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     monkeypatch.setenv("VA_DATASETS", str(phantom_root))
     name = "phantom_val_scored_by_froc"

@@ -7,15 +7,16 @@ import subprocess
 import time
 from unittest import mock
 
+import _runs
 import pytest
 import torch
+
+from volumetric_attention import get_va_cfg
+from volumetric_attention.data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
+from volumetric_attention.engine import VATrainer
+
 from detectron2.data.samplers import distributed_sampler
 from detectron2.solver import build_lr_scheduler
-
-import _runs
-from volumetric_attention import get_va_cfg
-from volumetric_attention.engine import VATrainer
-from volumetric_attention.data.samplers import ResumableRepeatFactorTrainingSampler, ResumableTrainingSampler
 
 MAX_ITER = 12
 PERIOD = 3
@@ -107,7 +108,8 @@ def _batches(trainer, n):
     return [[(d["case_id"], d["slice_index"]) for d in next(trainer._trainer._data_loader_iter)] for _ in range(n)]
 
 
-@pytest.mark.parametrize("sampling", [["DATALOADER.LESION_SLICE_SHARE", "0.0"], ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
+@pytest.mark.parametrize("sampling", [["DATALOADER.LESION_SLICE_SHARE", "0.0"],
+                                      ["DATALOADER.LESION_SLICE_SHARE", "0.5"],
                                       ["DATALOADER.LESION_SLICE_SHARE", "0.0", "DATALOADER.SHARED_BAG_TARGETS", "2"],
                                       ["DATALOADER.LESION_SLICE_SHARE", "0.5", "DATALOADER.SHARED_BAG_TARGETS", "2"]],
                          ids=["uniform", "lesion_share", "uniform_groups", "lesion_share_groups"])

@@ -6,7 +6,6 @@
   or ``;`` in it would be split or run).
 """
 import ast
-from pathlib import Path
 
 import _runs
 

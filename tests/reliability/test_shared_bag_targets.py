@@ -1,10 +1,10 @@
 """Training with DATALOADER.SHARED_BAG_TARGETS: grouped batches, one iteration, resume, config errors."""
 import json
 
+import _runs
 import pytest
 import torch
 
-import _runs
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import VATrainer
 

@@ -1,8 +1,7 @@
 """train_net.py's start: its log (threads, the project's own lines, no colour, no known third-party noise), both
 override forms, and one-line refusals of an empty split or a cache of other settings before the model is built."""
-import pytest
-
 import _runs
+import pytest
 
 KNOWN_NOISE = ("torch.jit.script", "torch.meshgrid", "is_fx_tracing", "No CUDA runtime", "not writable")
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectron2.modeling import build_model
 
 from volumetric_attention import get_va_cfg
 from volumetric_attention.engine import VACheckpointer
+
+from detectron2.modeling import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "projects" / "VolumetricAttention" / "configs" / "Phantom" / "semantic_R_18_FPN_GN_va_bag3.yaml"

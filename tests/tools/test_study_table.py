@@ -4,7 +4,6 @@ import json
 import statistics
 
 import pytest
-
 from _study_scripts import finished_study_tables
 
 

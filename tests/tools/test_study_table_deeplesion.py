@@ -5,10 +5,11 @@ import statistics
 
 import pytest
 import torch
-from detectron2.structures import Boxes, BoxMode, Instances
-
 from _study_scripts import finished_study_tables
+
 from volumetric_attention.evaluation import DeepLesionFROCEvaluator
+
+from detectron2.structures import Boxes, BoxMode, Instances
 
 # one lesion per image, one of each size range and a second 10-30 mm one: (box, long diameter in mm)
 LESIONS = [([10.0, 10.0, 20.0, 20.0], 6.0), ([30.0, 30.0, 50.0, 50.0], 20.0), ([5.0, 40.0, 60.0, 90.0], 45.0),

@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
 
 from volumetric_attention.config import get_va_cfg
 from volumetric_attention.data.deeplesion import prepare_deeplesion
 from volumetric_attention.data.phantom_deeplesion import write_deeplesion_phantoms
 from volumetric_attention.engine import VATrainer
+
+from detectron2.data import DatasetCatalog
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = (ROOT / "projects" / "VolumetricAttention" / "configs" / "DeepLesion"

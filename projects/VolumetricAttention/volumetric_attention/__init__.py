@@ -7,7 +7,7 @@ from .utils.third_party_noise import quiet_import_noise
 # detectron2 and fvcore print deprecation notices of theirs on import (see utils/third_party_noise.py); no user
 # can act on them
 with quiet_import_noise():
-    from .config import add_va_config, expand_pixel_stats, get_va_cfg
     from . import data, evaluation, inference, modeling  # noqa: F401  (registration side effects)
+    from .config import add_va_config, expand_pixel_stats, get_va_cfg
 
 __all__ = ["add_va_config", "expand_pixel_stats", "get_va_cfg"]

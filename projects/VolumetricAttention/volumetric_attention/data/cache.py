@@ -29,7 +29,8 @@ from .slice_store import InterpolatedStack, series_dir
 from .volume_io import Geometry
 
 __all__ = ["CacheError", "CachedCase", "load_case", "write_case", "write_json_atomic", "read_json", "make_settings",
-           "settings_mismatch", "describe_mismatch", "loader_settings", "read_index", "write_index", "case_is_complete", "remove_stale_temp_dirs",
+           "settings_mismatch", "describe_mismatch", "loader_settings", "read_index", "write_index", "case_is_complete",
+           "remove_stale_temp_dirs",
            "INDEX_FILE", "META_FILE", "CACHE_FORMAT_VERSION"]
 
 INDEX_FILE = "index.json"

@@ -15,6 +15,7 @@ from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+
 from detectron2.structures import BoxMode
 
 from .cache import make_settings, write_case

@@ -8,8 +8,9 @@ from typing import Dict, List
 
 import numpy as np
 import pycocotools.mask as mask_util
-from detectron2.structures import BoxMode
 from scipy import ndimage
+
+from detectron2.structures import BoxMode
 
 __all__ = ["LITS_CLASSES", "slice_instances", "volume_instances"]
 

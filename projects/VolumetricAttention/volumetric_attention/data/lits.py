@@ -13,8 +13,8 @@ import numpy as np
 
 from .cache import make_settings, write_case
 from .instances import volume_instances
-from .preprocessing import preprocess_volume
 from .prepare import PrepareJob, run_prepare
+from .preprocessing import preprocess_volume
 from .volume_io import VolumeError, read_volume
 
 __all__ = ["discover_lits_cases", "assign_splits", "make_lits_jobs", "prepare_lits_case", "VAL_EVERY"]

@@ -6,6 +6,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T

@@ -10,7 +10,7 @@ from typing import Callable, List, Optional
 from ..utils.cli import load_config, overrides_from_args
 from ..utils.overrides import add_override_arguments
 from ..utils.progress import progress_bar
-from .cache import (META_FILE, case_is_complete, read_json, remove_stale_temp_dirs, settings_mismatch, write_index)
+from .cache import META_FILE, case_is_complete, read_json, remove_stale_temp_dirs, settings_mismatch, write_index
 
 __all__ = ["PrepareJob", "PrepareResult", "run_prepare", "one_line", "report", "report_splits"]
 

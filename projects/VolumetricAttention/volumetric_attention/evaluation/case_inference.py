@@ -24,9 +24,10 @@ from contextlib import ExitStack
 from typing import Dict, List
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from detectron2.evaluation import DatasetEvaluators, inference_context
 from detectron2.utils import comm
-from torch.nn.parallel import DistributedDataParallel
 
 from ..inference.case_loop import CaseLoop
 

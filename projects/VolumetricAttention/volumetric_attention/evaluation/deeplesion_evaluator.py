@@ -31,6 +31,7 @@ import os
 from collections import OrderedDict
 
 import numpy as np
+
 from detectron2.config import configurable
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator

@@ -15,8 +15,17 @@ Matching (:func:`match_lesions`), per case, between ground-truth (GT) components
 import numpy as np
 
 from ..inference import lesion_components
-from ..inference.lesion_components import (SIZE_BUCKETS, Lesion, equivalent_diameter_mm, find_lesions,
-                                           label_components, longest_axial_diameter_mm, size_bucket)
+
+# re-exported: the evaluation's lesion definitions are the inference's (__all__ below)
+from ..inference.lesion_components import (  # noqa: F401
+    SIZE_BUCKETS,
+    Lesion,
+    equivalent_diameter_mm,
+    find_lesions,
+    label_components,
+    longest_axial_diameter_mm,
+    size_bucket,
+)
 from .metrics import dice_from_counts
 
 __all__ = lesion_components.__all__ + ["match_lesions", "crop_to_foreground"]

@@ -20,14 +20,23 @@ import zlib
 from collections import OrderedDict, namedtuple
 
 import numpy as np
+
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..inference.slice_labels import output_to_label_slice
-from .lits_metrics import (CASE_FIELDS, CASE_PERCENT_FIELDS, LESION_FIELDS, LESION_PERCENT_FIELDS, PERCENT_KEYS,
-                           in_percent, score_case, summarize_cases)
+from .lits_metrics import (
+    CASE_FIELDS,
+    CASE_PERCENT_FIELDS,
+    LESION_FIELDS,
+    LESION_PERCENT_FIELDS,
+    PERCENT_KEYS,
+    in_percent,
+    score_case,
+    summarize_cases,
+)
 from .results_io import write_csv, write_json
 
 __all__ = ["LiTSEvaluator", "CaseReference", "load_case_reference", "RESULTS_KEY"]

@@ -132,10 +132,10 @@ def summarize_cases(rows, lesions):
         "tumour_dice_global": dice_from_counts(total("tumour_inter"), total("tumour_pred"), total("tumour_gt")),
         "liver_dice_per_case": _mean([r["liver_dice"] for r in rows]),
         "liver_dice_global": dice_from_counts(total("liver_inter"), total("liver_pred"), total("liver_gt")),
-        "lesion_dice_all": _mean([l["dice"] for l in lesions]),
+        "lesion_dice_all": _mean([lesion["dice"] for lesion in lesions]),
     }
     for s in SIZES:
-        summary[f"lesion_dice_{s}"] = _mean([l["dice"] for l in lesions if l["size"] == s])
+        summary[f"lesion_dice_{s}"] = _mean([lesion["dice"] for lesion in lesions if lesion["size"] == s])
     summary["lesion_recall"] = _ratio(total("tp"), total("tp") + total("fn"))
     for s in SIZES:
         summary[f"lesion_recall_{s}"] = _ratio(total(f"tp_{s}"), total(f"n_gt_{s}"))

@@ -15,6 +15,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
 from detectron2.data import transforms as T
 
 from ..data.bag import PIXEL_SCALE, bag_slice_indices

@@ -9,6 +9,7 @@ for batches of B targets.
 import contextlib
 
 import torch
+
 from detectron2.structures import ImageList
 
 

@@ -159,5 +159,5 @@ def find_lesions(mask_zyx, spacing_zyx, connectivity=26, axial_diameter=True, co
         if axial_diameter:
             lesion.longest_axial_diameter_mm = longest_axial_diameter_mm(labels[sl] == i + 1, spacing_zyx)
         lesions.append(lesion)
-    lesions.sort(key=lambda l: -l.n_voxels)
+    lesions.sort(key=lambda lesion: -lesion.n_voxels)
     return lesions

@@ -6,8 +6,8 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from .lesion_components import find_lesions, label_components
 from ..utils.atomic_io import write_text_atomic
+from .lesion_components import find_lesions, label_components
 
 FIELDS = [
     "lesion_id", "volume_ml", "longest_axial_diameter_mm", "equivalent_diameter_mm", "size",
@@ -31,7 +31,7 @@ def lesion_report(lesion_mask, lesion_score, geometry, connectivity=26):
     lesions = find_lesions(lesion_mask, geometry.spacing_zyx, connectivity, components=components)
     if not lesions:
         return []
-    max_scores = ndimage.maximum(lesion_score, components[0], [l.label for l in lesions])
+    max_scores = ndimage.maximum(lesion_score, components[0], [lesion.label for lesion in lesions])
     origin = np.asarray(geometry.canonical_origin)
     direction = np.asarray(geometry.canonical_direction).reshape(3, 3)
     spacing_xyz = np.asarray(geometry.canonical_spacing)

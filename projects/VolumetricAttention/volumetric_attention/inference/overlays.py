@@ -8,6 +8,7 @@ import os
 
 import cv2
 import numpy as np
+
 from detectron2.utils.visualizer import Visualizer
 
 from ..data.preprocessing import window

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 import numpy as np
 import torch
+
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 

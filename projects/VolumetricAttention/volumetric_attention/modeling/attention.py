@@ -39,11 +39,11 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import Conv2d
+from fvcore.nn import weight_init
 
 from .slice_similarity import SliceSimilarity
 

@@ -17,12 +17,12 @@ import copy
 import torch
 import torch.nn.functional as F
 import torchvision.ops
-from fvcore.nn import weight_init
 from torch import nn
 from torch.nn.modules.utils import _pair
 
 from detectron2.layers import CNNBlockBase, Conv2d, ShapeSpec, get_norm
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, build_resnet_backbone
+from fvcore.nn import weight_init
 
 __all__ = ["DeformConv", "DeformBottleneckBlock", "DeformBasicBlock", "build_deformable_resnet_backbone"]
 

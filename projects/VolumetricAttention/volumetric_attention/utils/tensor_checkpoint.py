@@ -9,6 +9,7 @@ import os
 import re
 
 import torch
+
 from detectron2.utils.file_io import PathManager
 
 __all__ = ["CheckpointLoadError", "load_tensor_checkpoint", "load_weights_strict"]

@@ -159,3 +159,18 @@ def test_va_misses_only_its_own_modules_and_starts_near_the_2d_model(tiny_cfg, p
         ratio = (features[level].norm() / reference[level].norm()).item()
         assert ratio == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item() ** 2, abs=0.01), level
     torch.testing.assert_close(_run(model, bag), _run(base, bag[3:6]), atol=0.05, rtol=0.05)
+
+
+def test_a_caffe2_imagenet_stem_is_widened_under_its_own_name(tiny_cfg):
+    """detectron2's ImageNet ``R-50.pkl`` (Caffe2 names) holds the stem conv as ``conv1_w``: it is widened there,
+    before detectron2 renames it."""
+    import numpy as np
+
+    from volumetric_attention.modeling.stem_init import widen_checkpoint_stems
+
+    model = build_model(tiny_cfg(C + "early_fusion.yaml", _tiny.INPUT + ["MODEL.EARLY_FUSION.STEM_INIT", "inflate"]))
+    weight = np.random.default_rng(0).standard_normal((64, 3, 7, 7)).astype(np.float32)
+    state = {"conv1_w": weight, "res2_0_branch2a_w": np.zeros((64, 64, 1, 1), np.float32)}
+    widen_checkpoint_stems(model, state, source="R-50.pkl")
+    torch.testing.assert_close(state["conv1_w"], torch.from_numpy(weight).repeat(1, 3, 1, 1) / 3)
+    assert state["res2_0_branch2a_w"].shape == (64, 64, 1, 1)

@@ -58,7 +58,7 @@ def test_short_cases_and_sparse_key_slices_give_shorter_groups():
 
 def test_every_kept_dict_gives_exactly_one_group_and_members_come_from_all_dicts():
     dicts = _dicts({"a": range(15), "b": range(9)})
-    kept = dicts[::4]  # e.g. after filter_negative_slices
+    kept = dicts[::4]  # a subset of the targets
     groups = make_slice_groups(dicts, kept, 2)
     assert len(groups) == len(kept)
     for k, g in zip(kept, groups):

@@ -50,6 +50,19 @@ def test_empty_train_split_is_refused_and_eval_only_skips_it(lits_cache):
     check_datasets(_cfg(), datasets_of(_cfg(), train=False))  # --eval-only reads DATASETS.TEST only
 
 
+@pytest.mark.parametrize("first", [-1, 4])
+def test_train_first_cases_beyond_the_split_is_refused_before_the_model(lits_cache, first):
+    index = lits_cache(["train", "train", "train", "val"])
+    cfg = _cfg("DATASETS.TRAIN_FIRST_CASES", first)
+    with pytest.raises(DatasetCheckError) as e:
+        check_datasets(cfg, datasets_of(cfg))
+    assert str(e.value) == (f"dataset lits_train (DATASETS.TRAIN): DATASETS.TRAIN_FIRST_CASES {first} must be "
+                            f"between 0 (every case) and the 3 cases of split 'train' in {index}")
+    for first in (0, 3):  # every case, and exactly the split's
+        cfg = _cfg("DATASETS.TRAIN_FIRST_CASES", first)
+        check_datasets(cfg, datasets_of(cfg))
+
+
 def test_cache_of_other_settings_is_one_line_naming_both_values(lits_cache):
     index = lits_cache(["train", "val"], slice_spacing=1.5)
     cfg = _cfg("INPUT.CT.SLICE_SPACING", 2.0)

@@ -28,8 +28,9 @@ def datasets_of(cfg, train: bool = True) -> List[Tuple[str, str]]:
 
 
 def check_datasets(cfg, datasets: Iterable[Tuple[str, str]]):
-    """Raise :class:`DatasetCheckError` for the first project dataset that is not prepared, has no case, or whose
-    cache was prepared with other ``INPUT.CT`` settings than ``cfg``'s.
+    """Raise :class:`DatasetCheckError` for the first project dataset that is not prepared, has no case, has fewer
+    cases than ``DATASETS.TRAIN_FIRST_CASES`` asks of a training dataset, or whose cache was prepared with other
+    ``INPUT.CT`` settings than ``cfg``'s.
 
     Datasets this project does not register (a user's own) are left to detectron2.
     """
@@ -52,6 +53,11 @@ def check_datasets(cfg, datasets: Iterable[Tuple[str, str]]):
                 f"{found}); prepare more cases (every 4th labeled LiTS case goes to val) or set {key} to other "
                 f"datasets, e.g. {key} \"('{_other_dataset(name, counts)}',)\""
                 + (" or \"()\" to skip evaluation" if key == "DATASETS.TEST" else ""))
+        first = cfg.DATASETS.TRAIN_FIRST_CASES
+        if name in cfg.DATASETS.TRAIN and not 0 <= first <= counts[split]:
+            raise DatasetCheckError(
+                f"dataset {name} ({key}): DATASETS.TRAIN_FIRST_CASES {first} must be between 0 (every case) and the "
+                f"{counts[split]} cases of split '{split}' in {index_path}")
         diff = settings_mismatch(index.get("settings", {}), expected)
         if diff:
             keep = " ".join(f"{CONFIG_KEYS.get(k, k)} {_yaml_value(have)}" for k, (have, _) in diff.items())

@@ -62,9 +62,11 @@ def first_cases(dicts: List[dict], num_cases: int, dataset_name: str) -> List[di
     """The dicts of the first ``num_cases`` cases of ``dicts`` (cases in their order of first appearance, the split's
     order), in their given order; every dict for ``num_cases`` 0.
 
-    Raises a one-line ValueError naming the dataset when it has fewer cases.
+    Raises a one-line ValueError naming the dataset when it has fewer cases, or for a negative ``num_cases``.
     """
-    if num_cases <= 0:
+    if num_cases < 0:
+        raise ValueError(f"DATASETS.TRAIN_FIRST_CASES {num_cases}: must be 0 (every case of {dataset_name}) or more")
+    if num_cases == 0:
         return list(dicts)
     order = list(dict.fromkeys(str(d["case_id"]) for d in dicts))
     if len(order) < num_cases:

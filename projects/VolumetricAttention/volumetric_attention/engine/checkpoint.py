@@ -15,7 +15,7 @@ __all__ = ["VACheckpointer", "CheckpointLoadError"]
 
 
 class VACheckpointer(CheckpointFileReading, DetectionCheckpointer):
-    """``DetectionCheckpointer`` with two guarantees that long cluster jobs need.
+    """``DetectionCheckpointer`` with three guarantees that long cluster jobs need.
 
     * Saving is atomic: the checkpoint and the ``last_checkpoint`` tag are written to a temporary file in the same
       folder and renamed into place, so a job killed during a save leaves the previous checkpoint loadable. The
@@ -25,7 +25,9 @@ class VACheckpointer(CheckpointFileReading, DetectionCheckpointer):
       whichever path loads it (``--eval-only``, ``MODEL.WEIGHTS`` for training, ``--resume``).
       (detectron2 model-zoo ``.pkl`` files keep detectron2's own loader.)
     * A 2D checkpoint's stem conv is widened for the model's widened stems (early fusion, VA members of several
-      images) by their ``MODEL.EARLY_FUSION.STEM_INIT``, ``.pth`` and ``.pkl`` alike (``modeling/stem_init.py``).
+      images) by their ``MODEL.EARLY_FUSION.STEM_INIT``, ``.pth`` and ``.pkl`` alike (``modeling/stem_init.py``);
+      a stem conv of neither the 2D nor the widened shape raises :class:`CheckpointLoadError`, one line naming the
+      file and both shapes.
     """
 
     def save(self, name, **kwargs):
@@ -52,7 +54,10 @@ class VACheckpointer(CheckpointFileReading, DetectionCheckpointer):
         """detectron2's reading of any checkpoint file, with the 2D stems widened for the model."""
         checkpoint = super().read_checkpoint_file(f)
         if isinstance(checkpoint.get("model"), dict):
-            widen_checkpoint_stems(self.model, checkpoint["model"], source=f)
+            try:
+                widen_checkpoint_stems(self.model, checkpoint["model"], source=f)
+            except ValueError as e:  # train_net.py stops on CheckpointLoadError with its one line
+                raise CheckpointLoadError(str(e)) from None
         return checkpoint
 
     def read_torch_file(self, f):

@@ -85,8 +85,8 @@ def run_dataset_dicts(cfg, dataset_name):
     from ..data import first_cases
 
     dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
-    k = int(cfg.DATASETS.TRAIN_FIRST_CASES)
-    if k <= 0 or dataset_name not in cfg.DATASETS.TRAIN:
+    k = cfg.DATASETS.TRAIN_FIRST_CASES
+    if k == 0 or dataset_name not in cfg.DATASETS.TRAIN:
         return dicts
     kept = first_cases(dicts, k, dataset_name)
     cases = list(dict.fromkeys(str(d["case_id"]) for d in kept))

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # The values of MODEL.EARLY_FUSION.STEM_INIT.
 STEM_INITS = ("centre", "inflate", "random")
-# Channels of one 2.5D image.
+# Channels of one 2.5D image: 3 adjacent slices.
 IMAGE_CHANNELS = 3
 # Caffe2 name of the stem conv in detectron2's ImageNet .pkl files (e.g. ImageNetPretrained/MSRA/R-50.pkl).
 CAFFE2_STEM_CONV = "conv1_w"

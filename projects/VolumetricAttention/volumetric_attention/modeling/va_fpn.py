@@ -41,15 +41,13 @@ from detectron2.utils.events import get_event_storage, has_event_storage
 from ..config import bag_members_from_cfg, bag_size_from_cfg
 from .attention import VolumetricAttention
 from .deformable import build_deformable_resnet_backbone
-from .stem_init import mark_widened_stem
+from .stem_init import IMAGE_CHANNELS, mark_widened_stem
 
 __all__ = ["VAFPN", "distinct_images", "build_va_resnet_fpn_backbone", "build_va_retinanet_resnet_fpn_backbone",
            "BAG_SUFFIX"]
 
 # Suffix of the bag feature keys returned with LOCATION "RCNN": "p2" -> "p2_bag".
 BAG_SUFFIX = "_bag"
-# Channels of one 2.5D image: 3 adjacent slices.
-IMAGE_CHANNELS = 3
 
 
 class VAFPN(FPN):

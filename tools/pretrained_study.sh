@@ -19,6 +19,8 @@
 # sigmoid(3)); va_context_features (VA + context features); va_context_uniform (slice weights fixed at 1/N);
 # va_context_no_grad (MODEL.VA.CONTEXT_GRAD False). Pretrained VA rows start their gates at sigmoid(3), as the
 # LiTS configs do; from scratch, at 0.5, as the small-lesion study did.
+# The record also holds the starting point's values: the pretraining on its own held-out phantoms (keyed by its
+# folder, output/zcontext_liver_pretrain) and the pretrained baseline not fine-tuned (zero_shot/baseline_s0).
 # After each run its values are merged into docs/pretrained_study_runs.json (keyed <column>/<run>_s<seed>);
 # tools/learning_curve.py prints the study's table and draws its plot from that file.
 # Usage: tools/pretrained_study.sh [KEY VALUE ...]   (config overrides for every run)
@@ -111,6 +113,20 @@ if [[ $COLUMNS == *pretrained* ]] && [ ! -f "$PRETRAIN/model_final.pth" ]; then
         --config-file "${C}_baseline.yaml" --resume OUTPUT_DIR "$PRETRAIN" SEED 0
 fi
 export VA_DATASETS=$PWD/datasets/zcontext_small
+if [[ $COLUMNS == *pretrained* ]]; then
+    # the starting point's own values: the pretraining on its held-out phantoms (of seed 1), and the pretrained
+    # baseline not fine-tuned on the fine-tuning set's held-out phantoms
+    ZERO_SHOT=$ROOT/zero_shot/baseline_s0
+    if [ ! -f "$ZERO_SHOT/inference/phantom_val/lits_summary.json" ]; then
+        echo "== the pretrained baseline, not fine-tuned, on the held-out phantoms"
+        $PY projects/VolumetricAttention/train_net.py --config-file "${C}_baseline.yaml" --eval-only \
+            OUTPUT_DIR "$ZERO_SHOT" MODEL.WEIGHTS "$PRETRAIN/model_final.pth"
+    fi
+    $PY tools/study_table.py "pretraining (zcontext_liver, seed-1 phantoms)=$PRETRAIN" --dataset phantom_val \
+        --record "$RECORD" > /dev/null
+    $PY tools/study_table.py "pretrained 2.5D baseline, not fine-tuned=$ZERO_SHOT" --dataset phantom_val \
+        --record "$RECORD" > /dev/null
+fi
 for seed in $ALL_SEEDS; do
     for COLUMN in $COLUMNS; do
         [ -n "${COLUMN_RUNS[$COLUMN]:-}" ] || { echo "pretrained_study.sh: unknown column $COLUMN" >&2; exit 2; }

@@ -68,10 +68,15 @@ def test_pretraining_then_each_column_from_its_start(tmp_path):
         # the pretrained VA rows start their gates at sigmoid(3), as the LiTS configs do; scratch keeps 0.5
         assert opts.get("MODEL.VA.GATE_BIAS_INIT") == (
             "3.0" if column.startswith("pretrained") and run.startswith("va") else None)
-    # each run's values go to the record, held-out and training cases
+    # the pretrained baseline not fine-tuned, evaluated on the fine-tuning set's held-out cases
+    zero_shot = [c for c in calls if c[0] == TRAIN_NET and "zero_shot" in _opts(c)["OUTPUT_DIR"]]
+    assert len(zero_shot) == 1 and zero_shot[0][1:4] == ["--config-file", f"{C}_baseline.yaml", "--eval-only"]
+    assert _opts(zero_shot[0]) == {"OUTPUT_DIR": str(tmp_path / "out/zero_shot/baseline_s0"), "MODEL.WEIGHTS": weights}
+    # each run's values go to the record, held-out and training cases, after the starting point's
     records = [c for c in calls if c[0] == "tools/study_table.py" and "--record" in c]
-    assert len(records) == 2 * len(runs) and all(c[c.index("--record") + 1] == str(tmp_path / "runs.json")
-                                                 for c in records)
+    assert all(c[c.index("--record") + 1] == str(tmp_path / "runs.json") for c in records)
+    assert [c[1].split("=", 1)[1] for c in records[:2]] == [str(tmp_path / "pre"), zero_shot[0][-3]]
+    assert len(records) == 2 + 2 * len(runs)
     assert calls[-1] == ["tools/learning_curve.py", str(tmp_path / "runs.json")]
 
 

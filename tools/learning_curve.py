@@ -153,7 +153,7 @@ def plot(record, cells, path):
 
     from volumetric_attention.utils.atomic_io import atomic_open
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(10.5, 5))
     colours = dict(zip([r for r, _ in ROWS], plt.get_cmap("tab10").colors))
     for row, label, pretrained, points in curves(record, cells):
         ks, means, stds = zip(*points)
@@ -165,7 +165,7 @@ def plot(record, cells, path):
     ax.set_xticks([3, 15])
     ax.set_title("Pretrained study: zcontext_small phantoms, mean ± std over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the lines, not over them
     fig.tight_layout()
     with atomic_open(path, "wb") as (f, _):
         fig.savefig(f, format="png", dpi=110)

@@ -28,9 +28,9 @@ def datasets_of(cfg, train: bool = True) -> List[Tuple[str, str]]:
 
 
 def check_datasets(cfg, datasets: Iterable[Tuple[str, str]]):
-    """Raise :class:`DatasetCheckError` for the first project dataset that is not prepared, has no case, has fewer
-    cases than ``DATASETS.TRAIN_FIRST_CASES`` asks of a training dataset, or whose cache was prepared with other
-    ``INPUT.CT`` settings than ``cfg``'s.
+    """Raise :class:`DatasetCheckError` for the first project dataset that is not prepared, has no case, is a
+    training dataset with fewer cases than ``DATASETS.TRAIN_FIRST_CASES`` (or that key is negative), or whose cache
+    was prepared with other ``INPUT.CT`` settings than ``cfg``'s.
 
     Datasets this project does not register (a user's own) are left to detectron2.
     """

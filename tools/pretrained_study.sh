@@ -27,7 +27,9 @@
 # Environment: STUDY_COLUMNS (default "scratch_k3 pretrained_k3 pretrained_k15"), STUDY_SEEDS (default "0 1 2"),
 #              STUDY_RUNS (default: each column's rows), STUDY_OUT (default ./output/pretrained_study),
 #              STUDY_PRETRAIN (default ./output/zcontext_liver_pretrain), STUDY_THREADS (default 2),
-#              STUDY_RECORD (default projects/VolumetricAttention/docs/pretrained_study_runs.json).
+#              STUDY_RECORD (default projects/VolumetricAttention/docs/pretrained_study_runs.json),
+#              STUDY_FINETUNE (default zcontext_small: the fine-tuning profile, its seed-0 phantoms in datasets/<it>;
+#              zcontext_liver checks the ranking on lesions of every size: give it its own STUDY_OUT and RECORD).
 # Two instances can share the cores (STUDY_THREADS=1 each) on disjoint columns or seeds, once the pretraining
 # exists. Finished runs are skipped and interrupted ones resume, as in the other studies.
 # braces: bash reads the whole script before it runs, so the file can change while a study runs
@@ -41,6 +43,7 @@ ROOT=${STUDY_OUT:-$PWD/output/pretrained_study}
 PRETRAIN=${STUDY_PRETRAIN:-$PWD/output/zcontext_liver_pretrain}
 RECORD=${STUDY_RECORD:-projects/VolumetricAttention/docs/pretrained_study_runs.json}
 COLUMNS=${STUDY_COLUMNS:-"scratch_k3 pretrained_k3 pretrained_k15"}
+FINETUNE=${STUDY_FINETUNE:-zcontext_small}
 ALL_SEEDS=${STUDY_SEEDS:-"0 1 2"}
 C=projects/VolumetricAttention/configs/Phantom/zcontext_liver_semantic_R_18_FPN_GN
 SCHEDULE=(SOLVER.MAX_ITER 1000 SOLVER.STEPS "(800, 950)" SOLVER.CHECKPOINT_PERIOD 500)
@@ -105,14 +108,14 @@ make_phantoms() {  # FOLDER PROFILE SEED: 20 phantoms of PROFILE in datasets/FOL
     fi
 }
 
-make_phantoms zcontext_small zcontext_small 0
+make_phantoms "$FINETUNE" "$FINETUNE" 0
 if [[ $COLUMNS == *pretrained* ]] && [ ! -f "$PRETRAIN/model_final.pth" ]; then
     make_phantoms zcontext_liver_pretrain zcontext_liver 1
     echo "== pretraining: the 2.5D baseline on the zcontext_liver phantoms of seed 1, in $PRETRAIN"
     VA_DATASETS=$PWD/datasets/zcontext_liver_pretrain $PY projects/VolumetricAttention/train_net.py \
         --config-file "${C}_baseline.yaml" --resume OUTPUT_DIR "$PRETRAIN" SEED 0
 fi
-export VA_DATASETS=$PWD/datasets/zcontext_small
+export VA_DATASETS=$PWD/datasets/$FINETUNE
 if [[ $COLUMNS == *pretrained* ]]; then
     # the starting point's own values: the pretraining on its held-out phantoms (of seed 1), and the pretrained
     # baseline not fine-tuned on the fine-tuning set's held-out phantoms

@@ -91,3 +91,10 @@ def test_a_column_s_rows_and_a_row_s_own_overrides(tmp_path):
     assert runs["early_fusion_inflate_s0"][0] == f"{C}_early_fusion.yaml"
     assert runs["early_fusion_inflate_s0"][1]["MODEL.EARLY_FUSION.STEM_INIT"] == "inflate"
     assert runs["va_paper_s0"][0] == f"{C}_va_bag3.yaml"
+
+
+def test_another_fine_tuning_profile(tmp_path):
+    calls = _study(tmp_path, STUDY_FINETUNE="zcontext_liver", STUDY_COLUMNS="scratch_k3", STUDY_RUNS="baseline")
+    makes = [c for c in calls if c[0] == "tools/make_phantoms.py"]
+    assert [(c[c.index("--profile") + 1], c[c.index("--seed") + 1]) for c in makes] == [("zcontext_liver", "0")]
+    assert len(_trainings(calls)) == 1

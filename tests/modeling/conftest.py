@@ -27,3 +27,18 @@ def tiny_cfg():
         return get_va_cfg(config_file, base + list(opts), freeze=freeze)
 
     return make
+
+
+@pytest.fixture
+def load_incompatible():
+    """``load_incompatible(checkpointer, path, **load_kwargs)``: ``checkpointer.load(path, **load_kwargs)``, returning
+    fvcore's record of that load's incompatible keys (``missing_keys``, ``unexpected_keys``, ``incorrect_shapes``)."""
+
+    def load(checkpointer, path, **kwargs):
+        results = []
+        load_model = checkpointer._load_model
+        checkpointer._load_model = lambda checkpoint: results.append(load_model(checkpoint)) or results[-1]
+        checkpointer.load(path, **kwargs)
+        return results[0]
+
+    return load

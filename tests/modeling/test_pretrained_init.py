@@ -84,21 +84,10 @@ def test_inflate_early_fusion_gives_the_2d_model_on_the_mean_image(fine_tuned, p
     assert not torch.allclose(_run(model, bag), _run(pretrained[0], bag[6:9]), atol=1e-2)
 
 
-def _load(model, path):
-    """Load ``path`` into ``model`` with the project's checkpointer; detectron2's record of what did not fit
-    (``missing_keys``, ``unexpected_keys``, ``incorrect_shapes``)."""
-    checkpointer = VACheckpointer(model)
-    incompatible = []
-    load_model = checkpointer._load_model
-    checkpointer._load_model = lambda checkpoint: incompatible.append(load_model(checkpoint)) or incompatible[-1]
-    checkpointer.load(path, checkpointables=[])
-    return incompatible[0]
-
-
-def test_random_leaves_the_widened_stem_as_built_and_loads_the_rest(tiny_cfg, pretrained):
+def test_random_leaves_the_widened_stem_as_built_and_loads_the_rest(tiny_cfg, pretrained, load_incompatible):
     model = build_model(tiny_cfg(C + "early_fusion.yaml", _tiny.INPUT + ["MODEL.EARLY_FUSION.STEM_INIT", "random"]))
     before = model.state_dict()[STEM].clone()
-    incompatible = _load(model, pretrained[1])
+    incompatible = load_incompatible(VACheckpointer(model), pretrained[1], checkpointables=[])
     # dropped on purpose, not skipped by detectron2's shape check
     assert incompatible.missing_keys == [STEM] and not incompatible.incorrect_shapes
     loaded, source = model.state_dict(), pretrained[0].state_dict()
@@ -150,11 +139,11 @@ def test_3dce_starts_as_the_2d_model(fine_tuned, pretrained):
 
 
 @pytest.mark.parametrize("name", ["va_bag3", "va_context_bag3"])
-def test_va_misses_only_its_own_modules_and_starts_near_the_2d_model(tiny_cfg, pretrained, name):
+def test_va_misses_only_its_own_modules_and_starts_near_the_2d_model(tiny_cfg, pretrained, load_incompatible, name):
     """With the fine-tuning gates (GATE_BIAS_INIT 3, the LiTS configs'), each FPN level starts at about
     sigmoid(3)^2 = 0.907 of the 2D model's; the semantic head's GroupNorm takes most of that scale back out."""
     model = build_model(tiny_cfg(C + name + ".yaml", _tiny.INPUT + ["MODEL.VA.GATE_BIAS_INIT", 3.0])).eval()
-    incompatible = _load(model, pretrained[1])
+    incompatible = load_incompatible(VACheckpointer(model), pretrained[1], checkpointables=[])
     assert set(incompatible.missing_keys) == {n for n, _ in model.named_parameters() if n.startswith("backbone.va.")}
     assert not incompatible.unexpected_keys and not incompatible.incorrect_shapes
 
